@@ -1,0 +1,49 @@
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from vidgen.config import Config, DataConfig, TrainConfig  # noqa: E402
+
+
+def tiny_config(**data) -> Config:
+    """A small, fast config: 16x16 frames, 3 context + 2 predicted frames."""
+    values = dict(source="digits", frame_size=16, channels=1, context=3, horizon=2,
+                  train_clips=12, val_clips=4, test_clips=4, shuffle_buffer=8, shard_size=5)
+    values.update(data)
+    return Config(data=DataConfig(**values), train=TrainConfig(batch_size=2)).validate()
+
+
+def moving_square(num_frames: int, height: int, width: int, channels: int = 3,
+                  phase: int = 0) -> np.ndarray:
+    """uint8 (T, H, W, C): a bright square moving right on a dark gradient."""
+    frames = np.zeros((num_frames, height, width, channels), np.uint8)
+    frames += np.linspace(0, 60, width, dtype=np.uint8)[None, None, :, None]
+    side = max(2, height // 4)
+    for t in range(num_frames):
+        x = (phase + 2 * t) % (width - side)
+        frames[t, height // 3:height // 3 + side, x:x + side] = 230
+    return frames
+
+
+def write_mp4(path, frames: np.ndarray, fps: float = 10.0) -> str:
+    h, w = frames.shape[1:3]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h), True)
+    assert writer.isOpened()
+    for f in frames:
+        writer.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
+    writer.release()
+    return str(path)
+
+
+@pytest.fixture
+def video_dir(tmp_path):
+    """Four tiny mp4 clips (32x48, 24 frames) in one folder."""
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    for i in range(4):
+        write_mp4(folder / f"clip{i}.mp4", moving_square(24, 32, 48, phase=3 * i))
+    return str(folder)

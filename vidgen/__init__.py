@@ -1,0 +1,3 @@
+"""vidgen: recurrent video prediction and generation with TensorFlow / Keras 3."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,136 @@
+"""The `vidgen` command line.
+
+Example:
+
+    vidgen data prepare digits --out data/digits64
+    vidgen data preview data/digits64 --out clips.gif
+    vidgen config --preset quick --set data.frame_size=32
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+
+from vidgen.config import Config, apply_overrides
+from vidgen.errors import VidgenError
+from vidgen.presets import PRESETS, get_preset
+
+log = logging.getLogger("vidgen")
+
+
+def add_config_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--preset", default="quick", choices=sorted(PRESETS),
+                        help="named experiment to start from (default: quick)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE",
+                        help="override a config value, e.g. --set data.frame_size=32 "
+                             "(repeatable; values are JSON)")
+
+
+def resolve_config(args: argparse.Namespace, source: str | None = None) -> Config:
+    overrides = list(args.overrides)
+    if source is not None:
+        overrides.insert(0, f"data.source={source}")
+    return apply_overrides(get_preset(args.preset), overrides)
+
+
+def _cmd_config(args) -> int:
+    print(json.dumps(resolve_config(args).to_dict(), indent=2, sort_keys=True))
+    return 0
+
+
+def _cmd_prepare(args) -> int:
+    from vidgen.data.prepared import prepare
+
+    cfg = resolve_config(args, args.source)
+    manifest = prepare(cfg.data, args.out, overwrite=args.overwrite, progress=not args.quiet)
+    counts = ", ".join(f"{k}: {v['clips']} clips from {v['sources']} sources"
+                       for k, v in manifest["splits"].items())
+    print(f"Prepared {args.out}: {counts}; {len(manifest['skipped'])} skipped.")
+    for entry in manifest["skipped"]:
+        print(f"  skipped {entry['item']} ({entry['split']}): {entry['reason']}")
+    return 0
+
+
+def _cmd_preview(args) -> int:
+    import itertools
+
+    from vidgen import viz
+    from vidgen.data.sources import open_source
+
+    cfg = resolve_config(args, args.source)
+    if args.num < 1:
+        raise VidgenError(f"--num must be at least 1. Received: {args.num}")
+    source = open_source(cfg.data)
+    clips = [c.frames[:args.frames] for c in itertools.islice(
+        source.clips(args.split, limit=args.num), args.num)]
+    if not clips:
+        raise VidgenError(f"Source {cfg.data.source!r} has no {args.split} clips to preview.")
+    ext = os.path.splitext(args.out)[1].lower()
+    if ext == ".png":
+        viz.write_png(args.out, viz.filmstrip(clips))
+    elif ext in (".gif", ".mp4"):
+        video = viz.tile(clips, columns=min(args.columns, len(clips)))
+        viz.write_video(args.out, video, fps=args.fps)
+    else:
+        raise VidgenError(f"--out must end in .gif, .mp4 or .png. Received: {args.out!r}")
+    print(f"Wrote {len(clips)} {args.split} clips of {cfg.data.source!r} to {args.out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vidgen", description="Recurrent video prediction: data, training, evaluation.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("config", help="print the resolved config of a preset plus overrides")
+    add_config_args(p)
+    p.set_defaults(func=_cmd_config)
+
+    data = sub.add_parser("data", help="prepare and inspect datasets")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+    p = data_sub.add_parser(
+        "prepare", help="convert a source into sharded TFRecord files plus manifest.json")
+    p.add_argument("source", help="'digits', 'shapes', or a path (.npy, mnist.npz, idx .gz, "
+                                  "video file, folder of videos or frame folders)")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a dataset prepared there with other settings")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_config_args(p)
+    p.set_defaults(func=_cmd_prepare)
+
+    p = data_sub.add_parser("preview", help="write a GIF/MP4 (or PNG grid) of a few clips")
+    p.add_argument("source", help="a source as for prepare, or a prepared dataset")
+    p.add_argument("--out", required=True, help="clips.gif, clips.mp4 or grid.png")
+    p.add_argument("--split", default="train", choices=("train", "val", "test"))
+    p.add_argument("--num", type=int, default=8, help="clips to show (default 8)")
+    p.add_argument("--frames", type=int, default=None, help="frames per clip (default all)")
+    p.add_argument("--columns", type=int, default=4, help="clips per row in a GIF/MP4")
+    p.add_argument("--fps", type=float, default=4.0)
+    add_config_args(p)
+    p.set_defaults(func=_cmd_preview)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except VidgenError as e:
+        print(f"vidgen: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("vidgen: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

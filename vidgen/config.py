@@ -1,0 +1,316 @@
+"""Experiment configuration: frozen dataclasses, JSON round trip, overrides.
+
+A configuration is data. Models never read it; factories turn its sections
+into keyword arguments. The resolved configuration is written into every run
+directory before the first step, so a run can always be reproduced.
+
+Example:
+
+    from vidgen.config import apply_overrides
+    from vidgen.presets import get_preset
+
+    cfg = apply_overrides(get_preset("quick"), ["data.frame_size=32"])
+    cfg.to_json("runs/demo/config.json")
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import types
+import typing
+from typing import Any
+
+from vidgen.errors import ConfigError
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """Where clips come from and how they are cut and normalised.
+
+    Args:
+        source: a built-in generator (`"digits"`, `"shapes"`) or a path: a
+            prepared dataset directory (with `manifest.json`), a Moving MNIST
+            `.npy`, an MNIST file (idx `.gz` or `mnist.npz`), a video file, a
+            folder of videos or a folder of frame folders.
+        frame_size: height and width of the square frames the model sees.
+        channels: 1 (grayscale) or 3 (RGB); sources are converted to it.
+        context: number of observed frames.
+        horizon: number of frames to predict after the context.
+        clip_length: frames per stored clip when preparing; 0 means
+            `context + horizon`.
+        window_stride: step between windows cut from a long clip; 0 means
+            `context + horizon` (windows do not overlap).
+        min_digits, max_digits: digits per synthetic clip (inclusive).
+        shapes_color: synthetic shapes are drawn in colour (3 channels).
+        train_clips, val_clips, test_clips: clips drawn from generated
+            sources (the training stream is endless when read directly;
+            `train_clips` is what `vidgen data prepare` writes).
+        val_fraction, test_fraction: share of sources (files, sequences)
+            held out for validation and test.
+        frame_stride: keep every n-th decoded video frame.
+        crop: `"center"` or `"random"` crop of video frames to a square.
+        max_frames: at most this many frames kept per video (0: all).
+        augment_flip: random horizontal flips of training clips.
+        shuffle_buffer: clips held in the training shuffle buffer.
+        shard_size: clips per TFRecord shard written by `prepare`.
+        seed: seed of every random choice in the data layer.
+    """
+
+    source: str = "digits"
+    frame_size: int = 64
+    channels: int = 1
+    context: int = 10
+    horizon: int = 10
+    clip_length: int = 0
+    window_stride: int = 0
+    min_digits: int = 1
+    max_digits: int = 3
+    shapes_color: bool = True
+    train_clips: int = 10000
+    val_clips: int = 256
+    test_clips: int = 256
+    val_fraction: float = 0.1
+    test_fraction: float = 0.1
+    frame_stride: int = 1
+    crop: str = "center"
+    max_frames: int = 0
+    augment_flip: bool = False
+    shuffle_buffer: int = 1024
+    shard_size: int = 1024
+    seed: int = 1234
+
+    @property
+    def window(self) -> int:
+        """Frames in one training example: context plus horizon."""
+        return self.context + self.horizon
+
+    @property
+    def stored_length(self) -> int:
+        """Frames per clip stored by `prepare`."""
+        return self.clip_length or self.window
+
+    def validate(self) -> None:
+        _positive(self, "frame_size", "context", "horizon", "frame_stride",
+                  "shuffle_buffer", "shard_size", "min_digits")
+        _non_negative(self, "clip_length", "window_stride", "max_frames",
+                      "train_clips", "val_clips", "test_clips")
+        if self.channels not in (1, 3):
+            raise ConfigError(
+                f"data.channels must be 1 or 3. Received: data.channels={self.channels}")
+        if self.max_digits < self.min_digits:
+            raise ConfigError(
+                "data.max_digits must be >= data.min_digits. Received: "
+                f"min_digits={self.min_digits}, max_digits={self.max_digits}")
+        if self.clip_length and self.clip_length < self.window:
+            raise ConfigError(
+                "data.clip_length must be 0 or at least context + horizon "
+                f"({self.window}). Received: data.clip_length={self.clip_length}")
+        if self.crop not in ("center", "random"):
+            raise ConfigError(
+                f"data.crop must be 'center' or 'random'. Received: data.crop={self.crop!r}")
+        for name in ("val_fraction", "test_fraction"):
+            value = getattr(self, name)
+            if not 0.0 <= value < 1.0:
+                raise ConfigError(f"data.{name} must be in [0, 1). Received: {value}")
+        if self.val_fraction + self.test_fraction >= 1.0:
+            raise ConfigError(
+                "data.val_fraction + data.test_fraction must be below 1 so that "
+                f"training keeps some sources. Received: {self.val_fraction} + "
+                f"{self.test_fraction}")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """How a model is fit.
+
+    Args:
+        batch_size: global batch size (summed over replicas).
+        seed: seed of weight initialisation and training randomness.
+    """
+
+    batch_size: int = 16
+    seed: int = 0
+
+    def validate(self) -> None:
+        _positive(self, "batch_size")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """A whole experiment: one section per stage of the data flow."""
+
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+
+    def validate(self) -> Config:
+        for field in dataclasses.fields(self):
+            getattr(self, field.name).validate()
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> Config:
+        return _from_dict(cls, values, prefix="")
+
+    def to_json(self, path: str | os.PathLike) -> None:
+        """Write the config as JSON, atomically (temporary file, then rename)."""
+        path = os.fspath(path)
+        tmp = f"{path}.tmp-{os.getpid()}"
+        with open(tmp, "w") as f:
+            json.dump(self.to_dict(), f, indent=2, sort_keys=True)
+            f.write("\n")
+        os.replace(tmp, path)
+
+    @classmethod
+    def from_json(cls, path: str | os.PathLike) -> Config:
+        try:
+            with open(path) as f:
+                values = json.load(f)
+        except FileNotFoundError:
+            raise ConfigError(f"Config file {os.fspath(path)!r} does not exist.") from None
+        except json.JSONDecodeError as e:
+            raise ConfigError(
+                f"Config file {os.fspath(path)!r} is not valid JSON: {e}") from None
+        return cls.from_dict(values)
+
+
+def _positive(section, *names: str) -> None:
+    for name in names:
+        value = getattr(section, name)
+        if value <= 0:
+            raise ConfigError(
+                f"{_section_name(section)}.{name} must be positive. Received: {value}")
+
+
+def _non_negative(section, *names: str) -> None:
+    for name in names:
+        value = getattr(section, name)
+        if value < 0:
+            raise ConfigError(
+                f"{_section_name(section)}.{name} must be >= 0. Received: {value}")
+
+
+def _section_name(section) -> str:
+    return type(section).__name__.removesuffix("Config").lower()
+
+
+def _field_types(cls) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _from_dict(cls, values: Any, prefix: str):
+    if not isinstance(values, dict):
+        raise ConfigError(
+            f"Config section {prefix.rstrip('.') or '<root>'} must be a JSON object. "
+            f"Received: {values!r}")
+    hints = _field_types(cls)
+    unknown = sorted(set(values) - set(hints))
+    if unknown:
+        raise ConfigError(
+            f"Unknown config key {prefix}{unknown[0]}. Valid keys here: "
+            f"{', '.join(prefix + k for k in sorted(hints))}")
+    kwargs = {}
+    for name, value in values.items():
+        kind = hints[name]
+        if dataclasses.is_dataclass(kind):
+            kwargs[name] = _from_dict(kind, value, prefix=f"{prefix}{name}.")
+        else:
+            kwargs[name] = _coerce(value, kind, f"{prefix}{name}")
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, kind: Any, key: str) -> Any:
+    """Checks `value` against the annotated type `kind`, converting where lossless."""
+    origin = typing.get_origin(kind)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(kind)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _coerce(value, option, key)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(errors[0])
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key} expects a list. Received: {value!r}")
+        (item,) = {a for a in typing.get_args(kind) if a is not Ellipsis}
+        return tuple(_coerce(v, item, key) for v in value)
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key} expects true or false. Received: {value!r}")
+    if kind is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise ConfigError(f"{key} expects an integer. Received: {value!r}")
+    if kind is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{key} expects a number. Received: {value!r}")
+    if kind is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{key} expects a string. Received: {value!r}")
+    raise ConfigError(f"{key} has an unsupported type {kind!r}")
+
+
+def _parse_value(text: str) -> Any:
+    """`--set` values are JSON (`8`, `true`, `[1, 2]`); anything else is a string."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def apply_overrides(cfg: Config, overrides: list[str] | None) -> Config:
+    """Returns `cfg` with `section.key=value` overrides applied, validated.
+
+    Args:
+        cfg: the base configuration (usually a preset).
+        overrides: strings such as `"data.frame_size=32"` or
+            `"train.batch_size=8"`; values are parsed as JSON first.
+
+    Returns:
+        A new, validated `Config`.
+
+    Raises:
+        ConfigError: naming the bad key and the valid ones, or the bad value.
+    """
+    values = cfg.to_dict()
+    for item in overrides or ():
+        if "=" not in item:
+            raise ConfigError(
+                f"Override {item!r} must look like section.key=value, "
+                "for example data.frame_size=64.")
+        dotted, text = item.split("=", 1)
+        parts = dotted.strip().split(".")
+        node = values
+        for depth, part in enumerate(parts[:-1]):
+            if not isinstance(node.get(part), dict):
+                here = ".".join(parts[:depth])
+                valid = sorted(k for k, v in node.items() if isinstance(v, dict))
+                raise ConfigError(
+                    f"Unknown config section {dotted!r}: {part!r} is not a section"
+                    f"{' of ' + here if here else ''}. Valid sections: {', '.join(valid)}")
+            node = node[part]
+        leaf = parts[-1]
+        if leaf not in node or isinstance(node[leaf], dict):
+            prefix = ".".join(parts[:-1])
+            valid = sorted(f"{prefix}.{k}" if prefix else k for k in node)
+            raise ConfigError(
+                f"Unknown config key {dotted!r}. Valid keys: {', '.join(valid)}")
+        # A string field takes the text as it is, so `data.source=123` stays a path.
+        text = text.strip()
+        node[leaf] = text if isinstance(node[leaf], str) else _parse_value(text)
+    return Config.from_dict(values).validate()
