@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint
+.PHONY: test lint bench
 .DEFAULT_GOAL := test
 
 $(STAMP): requirements.txt pyproject.toml
@@ -19,3 +19,6 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check vidgen export serving tests
+
+bench: $(STAMP)
+	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/python -m bench.data_pipeline
