@@ -1,0 +1,1 @@
+"""The data layer: sources, prepared TFRecord datasets and the tf.data pipeline."""
