@@ -30,18 +30,20 @@ def test_every_preset_is_valid(name):
 
 def test_overrides_parse_json_types():
     cfg = apply_overrides(get_preset("quick"), [
+        "model.core_filters=[16, 16, 16]",
         "data.augment_flip=true", "data.val_fraction=0.2", "data.source=123",
         "data.context=5"])
     assert cfg.data.augment_flip is True
     assert cfg.data.val_fraction == 0.2
     assert cfg.data.source == "123"
     assert cfg.data.context == 5 and cfg.data.window == 15
+    assert cfg.model.core_filters == (16, 16, 16)
 
 
 def test_unknown_key_names_key_and_valid_ones():
     with pytest.raises(ConfigError, match=r"data\.frame_sise.*data\.frame_size"):
         apply_overrides(get_preset("quick"), ["data.frame_sise=64"])
-    with pytest.raises(ConfigError, match="Valid sections: data, train"):
+    with pytest.raises(ConfigError, match="Valid sections: data, model, train"):
         apply_overrides(get_preset("quick"), ["dta.frame_size=64"])
     with pytest.raises(ConfigError, match="Unknown config key data.bogus"):
         Config.from_dict({"data": {"bogus": 1}})
@@ -57,6 +59,12 @@ def test_unknown_key_names_key_and_valid_ones():
     ("data.val_fraction=0.95", "training keeps some sources"),
     ("data.min_digits=4", r"max_digits must be >= data.min_digits"),
     ("frame_size", "must look like section.key=value"),
+    ("model.core_filters=[]", "core_filters must be one or more"),
+    ("model.core_filters=[32, \"a\"]", "expects an integer"),
+    ("model.cell=rnn", "cell must be 'lstm' or 'gru'"),
+    ("model.dna_kernel=4", "dna_kernel must be a positive odd number"),
+    ("train.lr_schedule=step", "lr_schedule must be 'cosine' or 'constant'"),
+    ("train.bce_weight=0", "must be positive. Received all zeros"),
 ])
 def test_bad_values_are_reported(override, message):
     with pytest.raises(ConfigError, match=message):

@@ -82,6 +82,55 @@ def _cmd_preview(args) -> int:
     return 0
 
 
+def _cmd_train(args) -> int:
+    from vidgen.training.train import train
+
+    cfg = None
+    if not args.resume or args.overrides or args.data or args.preset_given:
+        cfg = resolve_config(args, args.data)
+    run_dir = args.run_dir or os.path.join("runs", args.preset)
+    summary = train(cfg, run_dir, resume=args.resume, evaluate_after=not args.no_evaluate)
+    if summary["interrupted"]:
+        return 130
+    if not args.no_evaluate:
+        from vidgen.evaluate import summary_table
+
+        with open(os.path.join(run_dir, "metrics.json")) as f:
+            print(summary_table(json.load(f)))
+    print(f"Run written to {run_dir}: model.keras, metrics.json, samples/, plots/, logs/")
+    return 0
+
+
+def _cmd_evaluate(args) -> int:
+    from vidgen.evaluate import evaluate, summary_table
+
+    report = evaluate(args.run_dir, data=args.data, split=args.split,
+                      batch_size=args.batch_size, max_clips=args.max_clips)
+    print(summary_table(report))
+    reduction = report["model_vs_best_baseline"]["mse_reduction"]
+    relation = "below" if reduction >= 0 else "above"
+    print(f"MSE {100 * abs(reduction):.1f}% {relation} the better baseline; "
+          f"{report['flops_per_sequence'] / 1e9:.2f} GFLOPs per sequence; "
+          f"wrote {os.path.join(args.run_dir, 'metrics.json')}")
+    return 0
+
+
+def _cmd_generate(args) -> int:
+    from vidgen.generate import generate
+
+    result = generate(args.run_dir, args.input, args.out, context=args.context,
+                      horizon=args.horizon, start=args.start, fps=args.fps)
+    print(f"Generated {result['horizon']} frames after {result['context']}: "
+          + ", ".join(result["written"]))
+    return 0
+
+
+class _PresetAction(argparse.Action):
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, values)
+        namespace.preset_given = True
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vidgen", description="Recurrent video prediction: data, training, evaluation.")
@@ -104,6 +153,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_config_args(p)
     p.set_defaults(func=_cmd_prepare)
+
+    p = sub.add_parser("train", help="train a model; writes a run directory")
+    p.add_argument("--preset", default="quick", choices=sorted(PRESETS), action=_PresetAction,
+                   help="named experiment (default: quick, the embedded synthetic digits)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set train.epochs=5 (repeatable)")
+    p.add_argument("--data", default=None, help="data source (sets data.source)")
+    p.add_argument("--run-dir", default=None, help="run directory (default: runs/PRESET)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
+    p.add_argument("--no-evaluate", action="store_true",
+                   help="skip the test-set evaluation at the end")
+    p.set_defaults(func=_cmd_train, preset_given=False)
+
+    p = sub.add_parser("evaluate", help="rollout metrics of a run's model vs baselines")
+    p.add_argument("run_dir", help="a run directory made by `vidgen train`")
+    p.add_argument("--data", default=None, help="evaluate on another source")
+    p.add_argument("--split", default="test", choices=("train", "val", "test"))
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--max-clips", type=int, default=0, help="score at most N clips (0: all)")
+    p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("generate", help="continue a clip of your own")
+    p.add_argument("run_dir", help="a run directory made by `vidgen train`")
+    p.add_argument("--input", required=True, help="video file, folder of frames or .npy clip")
+    p.add_argument("--out", required=True, help="output .mp4, .gif or .png")
+    p.add_argument("--context", type=int, default=0,
+                   help="frames given to the model (default: the run's context)")
+    p.add_argument("--horizon", type=int, default=20, help="frames to generate (default 20)")
+    p.add_argument("--start", type=int, default=0, help="first input frame to use")
+    p.add_argument("--fps", type=float, default=4.0)
+    p.set_defaults(func=_cmd_generate)
 
     p = data_sub.add_parser("preview", help="write a GIF/MP4 (or PNG grid) of a few clips")
     p.add_argument("source", help="a source as for prepare, or a prepared dataset")

@@ -122,19 +122,115 @@ class DataConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """The predictor's architecture (turned into `VideoPredictor` keyword arguments).
+
+    Args:
+        encoder_filters: channels of the encoder's two stride-2 stages.
+        core_filters: channels of each recurrent layer, one entry per layer.
+        cell: "lstm" (ConvLSTM) or "gru" (ConvGRU).
+        kernel_size: kernel of the recurrent convolutions.
+        decoder_filters: channels of the decoder's two upsampling stages.
+        head: "dna" (move the last frame's pixels, composite with generated
+            pixels) or "pixels" (generate every pixel).
+        dna_kernel: side of the per-pixel motion kernels (odd).
+        sampling_steps: optimizer steps over which scheduled sampling moves
+            from true frames to the model's own predictions (0: own only).
+        context_loss_weight: weight of the next-frame loss on context frames.
+    """
+
+    encoder_filters: tuple[int, ...] = (32, 64)
+    core_filters: tuple[int, ...] = (64, 64)
+    cell: str = "lstm"
+    kernel_size: int = 3
+    decoder_filters: tuple[int, ...] = (64, 32)
+    head: str = "dna"
+    dna_kernel: int = 9
+    sampling_steps: int = 0
+    context_loss_weight: float = 1.0
+
+    def validate(self) -> None:
+        _positive(self, "kernel_size")
+        _non_negative(self, "sampling_steps", "context_loss_weight")
+        for name in ("encoder_filters", "decoder_filters"):
+            value = getattr(self, name)
+            if len(value) != 2 or min(value) <= 0:
+                raise ConfigError(
+                    f"model.{name} must be two positive integers. Received: {list(value)}")
+        if not self.core_filters or min(self.core_filters) <= 0:
+            raise ConfigError(
+                "model.core_filters must be one or more positive integers. "
+                f"Received: {list(self.core_filters)}")
+        if self.cell not in ("lstm", "gru"):
+            raise ConfigError(
+                f"model.cell must be 'lstm' or 'gru'. Received: model.cell={self.cell!r}")
+        if self.head not in ("dna", "pixels"):
+            raise ConfigError(
+                f"model.head must be 'dna' or 'pixels'. Received: model.head={self.head!r}")
+        for name in ("kernel_size", "dna_kernel"):
+            if getattr(self, name) % 2 == 0 or getattr(self, name) <= 0:
+                raise ConfigError(
+                    f"model.{name} must be a positive odd number. "
+                    f"Received: {getattr(self, name)}")
+
+
+@dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """How a model is fit.
 
     Args:
         batch_size: global batch size (summed over replicas).
+        epochs: passes of `steps_per_epoch` batches; validation after each.
+        steps_per_epoch: training batches per epoch.
+        val_batches: validation batches per epoch (0: the whole split).
+        learning_rate: peak learning rate.
+        lr_schedule: "cosine" (decay to `lr_final_fraction` of the peak over
+            the run, after `warmup_steps`) or "constant".
+        lr_final_fraction: final learning rate as a share of the peak.
+        warmup_steps: linear warm-up steps.
+        weight_decay: AdamW weight decay (0: plain Adam).
+        clipnorm: gradient-norm clipping (0: none).
+        mse_weight, l1_weight, bce_weight, ssim_weight: loss terms.
+        time_budget_minutes: stop training after this wall time (0: none);
+            the epoch in progress ends early and the run is finished as usual.
+        jit_compile: XLA; off by default (14x slower on a 2-core CPU, measured).
+        sample_clips: clips drawn in the per-epoch sample GIF.
         seed: seed of weight initialisation and training randomness.
     """
 
     batch_size: int = 16
+    epochs: int = 10
+    steps_per_epoch: int = 200
+    val_batches: int = 0
+    learning_rate: float = 1e-3
+    lr_schedule: str = "cosine"
+    lr_final_fraction: float = 0.1
+    warmup_steps: int = 100
+    weight_decay: float = 0.0
+    clipnorm: float = 1.0
+    mse_weight: float = 0.0
+    l1_weight: float = 0.0
+    bce_weight: float = 1.0
+    ssim_weight: float = 0.0
+    time_budget_minutes: float = 0.0
+    jit_compile: bool = False
+    sample_clips: int = 4
     seed: int = 0
 
     def validate(self) -> None:
-        _positive(self, "batch_size")
+        _positive(self, "batch_size", "epochs", "steps_per_epoch", "learning_rate",
+                  "sample_clips")
+        _non_negative(self, "val_batches", "warmup_steps", "weight_decay", "clipnorm",
+                      "mse_weight", "l1_weight", "bce_weight", "ssim_weight",
+                      "time_budget_minutes", "lr_final_fraction")
+        if self.lr_schedule not in ("cosine", "constant"):
+            raise ConfigError(
+                "train.lr_schedule must be 'cosine' or 'constant'. "
+                f"Received: {self.lr_schedule!r}")
+        if not (self.mse_weight or self.l1_weight or self.bce_weight or self.ssim_weight):
+            raise ConfigError(
+                "At least one of train.mse_weight, l1_weight, bce_weight, ssim_weight must "
+                "be positive. Received all zeros.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,6 +238,7 @@ class Config:
     """A whole experiment: one section per stage of the data flow."""
 
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
 
     def validate(self) -> Config:

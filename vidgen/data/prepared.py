@@ -222,7 +222,7 @@ def prepare(cfg: DataConfig, out: str, overwrite: bool = False,
         "source": source.describe(),
         "skipped": source.skipped,
         "fingerprint": fingerprint,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "vidgen_version": _version(),
     }
     _write_json_atomic(manifest_path, manifest)

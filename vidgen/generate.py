@@ -1,0 +1,101 @@
+"""`vidgen generate`: continue a clip of your own with a trained model.
+
+Example:
+
+    vidgen generate runs/quick --input clip.mp4 --context 10 --horizon 20 --out next.mp4
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from vidgen import viz
+from vidgen.data import frames as framelib
+from vidgen.errors import DataError, VidgenError
+
+
+def read_clip(path: str) -> np.ndarray:
+    """Reads a video file, a frame folder or an .npy clip as uint8 or float frames (T, H, W, C)."""
+    if not os.path.exists(path):
+        raise DataError(f"Input {path!r} does not exist: expected a video file, a folder of "
+                        "frame images or an .npy clip.")
+    if os.path.isdir(path):
+        frames, _ = framelib.read_frame_folder(path)
+        return frames
+    lower = path.lower()
+    if lower.endswith(".npy"):
+        try:
+            array = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise DataError(f"Input {path!r} is not a readable .npy file: {e}") from None
+        if array.ndim == 3:
+            array = array[..., None]
+        if array.ndim != 4 or array.shape[-1] not in (1, 3):
+            raise DataError(
+                f"Input {path!r}: expected an .npy clip shaped (time, height, width) or (time, "
+                f"height, width, 1 or 3). Received {array.shape}")
+        if array.dtype == np.uint8:
+            return array
+        if np.issubdtype(array.dtype, np.floating):
+            if not np.isfinite(array).all():
+                raise DataError(f"Input {path!r} contains NaN or Inf values.")
+            if array.min() < 0 or array.max() > 1:
+                raise DataError(
+                    f"Input {path!r}: float frames must lie in [0, 1]. Received values in "
+                    f"[{array.min():.3g}, {array.max():.3g}]")
+            return (array * 255 + 0.5).astype(np.uint8)
+        raise DataError(f"Input {path!r}: expected uint8 or float frames. Received {array.dtype}")
+    if lower.endswith(framelib.VIDEO_EXTENSIONS):
+        return framelib.read_video(path)
+    raise DataError(
+        f"Input {path!r} is of an unsupported kind: expected a video "
+        f"({', '.join(framelib.VIDEO_EXTENSIONS)}), a folder of frames or an .npy clip.")
+
+
+def generate(run_dir: str, input_path: str, out: str, context: int = 0, horizon: int = 20,
+             start: int = 0, fps: float = 4.0) -> dict[str, Any]:
+    """Continues `input_path` with the run's model and writes the result.
+
+    Args:
+        run_dir: a run directory with model.keras.
+        input_path: a video, a frame folder or an .npy clip.
+        out: output .mp4, .gif or .png (filmstrip).
+        context: frames given to the model (default: the run's context).
+        horizon: frames to generate.
+        start: first frame of the input to use.
+        fps: frames per second of the output.
+
+    Returns:
+        Paths written and the frame counts used.
+    """
+    from vidgen.evaluate import load_run
+
+    if horizon <= 0:
+        raise VidgenError(f"--horizon must be positive. Received: {horizon}")
+    ext = os.path.splitext(out)[1].lower()
+    if ext not in (".mp4", ".gif", ".png"):
+        raise VidgenError(f"--out must end in .mp4, .gif or .png. Received: {out!r}")
+    cfg, model = load_run(run_dir)
+    context = context or cfg.data.context
+    raw = read_clip(input_path)[start:]
+    if len(raw) < context:
+        raise DataError(
+            f"Input {input_path!r} has {len(raw)} frames from frame {start}; --context "
+            f"{context} needs at least {context}.")
+    clip = framelib.conform(raw, cfg.data.frame_size, cfg.data.channels)
+    frames = clip.astype(np.float32) / 255.0
+    observed = frames[:context]
+    prediction = np.asarray(model.rollout(observed[None], horizon))[0]
+    continuation = np.concatenate([observed, prediction])
+    written = [viz.write_video(out, continuation, fps)]
+    truth = frames[context:context + horizon]
+    if len(truth) == horizon:
+        # The input is long enough: show what really happened beside the prediction.
+        root, _ = os.path.splitext(out)
+        compare = viz.side_by_side([frames[:context + horizon], continuation])
+        written.append(viz.write_video(f"{root}_compare{ext}", compare, fps))
+    return {"written": written, "context": context, "horizon": horizon,
+            "input_frames": int(len(raw))}

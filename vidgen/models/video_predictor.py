@@ -1,0 +1,306 @@
+"""VideoPredictor: encoder -> stacked convolutional recurrence -> decoder, autoregressive."""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+from vidgen.models.conv_gru_cell import ConvGRUCell
+from vidgen.models.conv_lstm_cell import ConvLSTMCell
+from vidgen.models.frame_decoder import FrameDecoder
+from vidgen.models.frame_encoder import FrameEncoder
+
+CELLS = {"lstm": ConvLSTMCell, "gru": ConvGRUCell}
+HEADS = ("dna", "pixels")
+
+
+@keras.saving.register_keras_serializable(package="vidgen")
+class VideoPredictor(keras.Model):
+    """Predicts the frames that follow a context clip, one at a time.
+
+    Models p(v_t | v_<t): every frame goes through `FrameEncoder`, a stack of
+    convolutional recurrent cells carries the past, and `FrameDecoder` emits
+    the next frame. With `head="dna"` the next frame is the last frame moved
+    by per-pixel normalised kernels (dynamic neural advection), composited
+    with generated pixels by a per-pixel mask: most pixels of a next frame
+    are pixels of the last one, moved, which a CNN predicts far more easily
+    than the pixels themselves. `head="pixels"` emits sigmoid pixels.
+
+    Prediction is autoregressive: after the context, each predicted frame is
+    fed back as the next input, so the prediction for frame t never sees
+    frame t or later. Training (`train_step`) unrolls the same loop; with
+    scheduled sampling the fed-back frame is the true frame with a
+    probability that decays linearly to 0 over `sampling_steps` optimizer
+    steps, so the model learns to consume its own outputs.
+
+    Args:
+        frame_size: height and width of the (square) frames; divisible by 4.
+        channels: 1 or 3.
+        horizon: frames predicted by `call`; `rollout` takes any horizon.
+        encoder_filters: channels of the encoder's two stride-2 stages.
+        core_filters: channels of each recurrent layer (one per layer).
+        cell: "lstm" (ConvLSTM) or "gru" (ConvGRU).
+        kernel_size: kernel of the recurrent convolutions.
+        decoder_filters: channels of the decoder's two upsampling stages.
+        head: "dna" or "pixels".
+        dna_kernel: side of the DNA kernels (largest motion per frame is
+            dna_kernel // 2 pixels for the moved part).
+        sampling_steps: optimizer steps over which the teacher probability
+            decays from 1 to 0; 0 trains on the model's own outputs only.
+        context_loss_weight: weight of the next-frame loss on the context
+            frames (predicting context frame t+1 from frames up to t).
+        seed: seed of the scheduled-sampling draws.
+
+    Reference:
+        Shi et al. 2015 (ConvLSTM); Finn et al., "Unsupervised Learning for
+        Physical Interaction through Video Prediction", NeurIPS 2016 (DNA);
+        Bengio et al., "Scheduled Sampling for Sequence Prediction with
+        Recurrent Neural Networks", NeurIPS 2015.
+
+    Example:
+
+        model = VideoPredictor(frame_size=64, channels=1, horizon=10)
+        future = model(context)                  # (batch, 10, 64, 64, 1)
+        longer = model.rollout(context, 30)      # (batch, 30, 64, 64, 1)
+    """
+
+    def __init__(self, frame_size: int = 64, channels: int = 1, horizon: int = 10,
+                 encoder_filters=(32, 64), core_filters=(64, 64), cell: str = "lstm",
+                 kernel_size: int = 3, decoder_filters=(64, 32), head: str = "dna",
+                 dna_kernel: int = 9, sampling_steps: int = 0,
+                 context_loss_weight: float = 1.0, seed: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        if frame_size <= 0 or frame_size % 4:
+            raise ValueError(
+                f"frame_size must be a positive multiple of 4. Received: frame_size={frame_size}")
+        if channels not in (1, 3):
+            raise ValueError(f"channels must be 1 or 3. Received: channels={channels}")
+        if horizon <= 0:
+            raise ValueError(f"horizon must be positive. Received: horizon={horizon}")
+        if cell not in CELLS:
+            raise ValueError(f"cell must be one of {sorted(CELLS)}. Received: cell={cell!r}")
+        if head not in HEADS:
+            raise ValueError(f"head must be one of {HEADS}. Received: head={head!r}")
+        if dna_kernel <= 0 or dna_kernel % 2 == 0:
+            raise ValueError(f"dna_kernel must be a positive odd number. Received: {dna_kernel}")
+        core_filters = tuple(int(f) for f in core_filters)
+        if not core_filters or min(core_filters) <= 0:
+            raise ValueError(f"core_filters must be positive integers. Received: {core_filters}")
+        if sampling_steps < 0:
+            raise ValueError(f"sampling_steps must be >= 0. Received: {sampling_steps}")
+        self.frame_size = frame_size
+        self.channels = channels
+        self.horizon = horizon
+        self.encoder_filters = tuple(int(f) for f in encoder_filters)
+        self.core_filters = core_filters
+        self.cell = cell
+        self.kernel_size = kernel_size
+        self.decoder_filters = tuple(int(f) for f in decoder_filters)
+        self.head = head
+        self.dna_kernel = dna_kernel
+        self.sampling_steps = sampling_steps
+        self.context_loss_weight = context_loss_weight
+        self.seed = seed
+
+        self.encoder = FrameEncoder(self.encoder_filters, name="encoder")
+        self.cells = [CELLS[cell](f, kernel_size, name=f"core_{i}")
+                      for i, f in enumerate(core_filters)]
+        out = dna_kernel * dna_kernel + 1 + channels if head == "dna" else channels
+        self.decoder = FrameDecoder(self.decoder_filters, out, name="decoder")
+        self.seed_generator = keras.random.SeedGenerator(seed, name="sampling_seed")
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.frame_mse_tracker = keras.metrics.Mean(name="frame_mse")
+        self.teacher_tracker = keras.metrics.Mean(name="teacher_prob")
+        # Build every weight now, so a fresh model can be saved, loaded or
+        # restored from a backup before it has seen data.
+        self.build((None, None, frame_size, frame_size, channels))
+
+    # ----------------------------------------------------------------- layers
+
+    def build(self, input_shape):
+        size = self.frame_size
+        frame = (None, size, size, self.channels)
+        self.encoder.build(frame)
+        quarter = size // 4
+        x_channels = self.encoder_filters[1]
+        for cell in self.cells:
+            cell.build((None, quarter, quarter, x_channels))
+            x_channels = cell.filters
+        enc = self.encoder_filters
+        self.decoder.build((None, quarter, quarter, x_channels),
+                           skip_channels=(enc[0], enc[0] // 2))
+        super().build(input_shape)
+
+    @property
+    def state_shapes(self) -> list[tuple[int, int, int]]:
+        """Shape (without batch) of every recurrent state tensor, in `step` order."""
+        q = self.frame_size // 4
+        return [(q, q, c.filters) for c in self.cells for _ in range(c.num_states)]
+
+    def initial_states(self, batch_size) -> list:
+        """Zero recurrent states for a batch."""
+        return [ops.zeros((batch_size,) + s) for s in self.state_shapes]
+
+    def _advect(self, frame, weights):
+        """Moves pixels of `frame` by per-pixel kernels `weights` (..., k*k), softmaxed."""
+        k = self.dna_kernel
+        r = k // 2
+        size = self.frame_size
+        padded = ops.pad(frame, [[0, 0], [r, r], [r, r], [0, 0]], mode="symmetric")
+        out = 0.0
+        index = 0
+        for dy in range(k):
+            for dx in range(k):
+                shifted = padded[:, dy:dy + size, dx:dx + size, :]
+                out = out + shifted * weights[..., index:index + 1]
+                index += 1
+        return out
+
+    def step(self, frame, states):
+        """One streaming step: the next frame from this frame and the recurrent states.
+
+        Args:
+            frame: (batch, H, W, C) in [0, 1], the latest frame (observed or predicted).
+            states: list of recurrent states, shapes `state_shapes`.
+
+        Returns:
+            (next frame (batch, H, W, C) in [0, 1], new states).
+        """
+        features, skips = self.encoder(frame)
+        x = features
+        new_states = []
+        i = 0
+        for cell in self.cells:
+            x, s = cell(x, states[i:i + cell.num_states])
+            new_states.extend(s)
+            i += cell.num_states
+        maps = self.decoder(x, skips)
+        if self.head == "pixels":
+            return ops.sigmoid(maps), new_states
+        kk = self.dna_kernel * self.dna_kernel
+        weights = ops.softmax(maps[..., :kk], axis=-1)
+        mask = ops.sigmoid(maps[..., kk:kk + 1])
+        generated = ops.sigmoid(maps[..., kk + 1:])
+        moved = self._advect(frame, weights)
+        return mask * moved + (1.0 - mask) * generated, new_states
+
+    # ------------------------------------------------------------- prediction
+
+    def observe(self, context):
+        """Runs the context through the model.
+
+        Args:
+            context: (batch, time, H, W, C); time may be dynamic.
+
+        Returns:
+            (the prediction of the frame after the context, states).
+        """
+        batch = ops.shape(context)[0]
+        length = ops.shape(context)[1]
+        states = self.initial_states(batch)
+        first, states = self.step(context[:, 0], states)
+
+        def body(t, carry):
+            _, s = carry
+            return self.step(context[:, t], s)
+
+        return ops.fori_loop(1, length, body, (first, states))
+
+    def rollout(self, context, horizon: int):
+        """Predicts `horizon` frames after `context`, feeding predictions back.
+
+        Args:
+            context: (batch, time, H, W, C) float in [0, 1].
+            horizon: number of frames to generate (a Python int).
+
+        Returns:
+            (batch, horizon, H, W, C) float in [0, 1].
+        """
+        horizon = int(horizon)
+        if horizon <= 0:
+            raise ValueError(f"horizon must be positive. Received: horizon={horizon}")
+        frame, states = self.observe(context)
+        frames = [frame]
+        for _ in range(horizon - 1):
+            frame, states = self.step(frame, states)
+            frames.append(frame)
+        return ops.stack(frames, axis=1)
+
+    def call(self, context, training=False):
+        return self.rollout(context, self.horizon)
+
+    # --------------------------------------------------------------- training
+
+    def teacher_probability(self):
+        """Probability of feeding the true frame at the current optimizer step."""
+        if self.sampling_steps == 0 or self.optimizer is None:
+            return ops.convert_to_tensor(0.0)
+        step = ops.cast(self.optimizer.iterations, "float32")
+        return ops.maximum(0.0, 1.0 - step / float(self.sampling_steps))
+
+    def unroll(self, context, target, teacher_prob):
+        """Training-time unroll over context and target with scheduled sampling.
+
+        Returns:
+            (predictions of context frames 2..T, predictions of the target frames).
+        """
+        batch = ops.shape(context)[0]
+        states = self.initial_states(batch)
+        context_preds = []
+        for t in range(context.shape[1]):
+            frame, states = self.step(context[:, t], states)
+            if t < context.shape[1] - 1:
+                context_preds.append(frame)
+        preds = [frame]
+        for t in range(1, target.shape[1]):
+            draw = keras.random.uniform((batch, 1, 1, 1), seed=self.seed_generator)
+            use_truth = ops.cast(draw < teacher_prob, frame.dtype)
+            inputs = use_truth * target[:, t - 1] + (1.0 - use_truth) * frame
+            frame, states = self.step(inputs, states)
+            preds.append(frame)
+        context_preds = ops.stack(context_preds, axis=1) if context_preds else None
+        return context_preds, ops.stack(preds, axis=1)
+
+    def _objective(self, context, target, context_preds, preds):
+        loss = self.loss(target, preds)
+        if context_preds is not None and self.context_loss_weight:
+            loss = loss + self.context_loss_weight * self.loss(context[:, 1:], context_preds)
+        return loss
+
+    def train_step(self, data):
+        import tensorflow as tf
+
+        context, target = data
+        teacher_prob = self.teacher_probability()
+        with tf.GradientTape() as tape:
+            context_preds, preds = self.unroll(context, target, teacher_prob)
+            loss = self._objective(context, target, context_preds, preds)
+        grads = tape.gradient(loss, self.trainable_variables)
+        self.optimizer.apply(grads, self.trainable_variables)
+        self.loss_tracker.update_state(loss)
+        self.teacher_tracker.update_state(teacher_prob)
+        return {m.name: m.result() for m in (self.loss_tracker, self.teacher_tracker)}
+
+    def test_step(self, data):
+        context, target = data
+        # Honest validation: a full autoregressive rollout, no true frame after the context.
+        preds = self.rollout(context, target.shape[1])
+        loss = self.loss(target, preds)
+        frame_mse = ops.mean(ops.sum(ops.square(preds - target), axis=(2, 3, 4)))
+        self.loss_tracker.update_state(loss)
+        self.frame_mse_tracker.update_state(frame_mse)
+        return {m.name: m.result() for m in (self.loss_tracker, self.frame_mse_tracker)}
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker, self.frame_mse_tracker, self.teacher_tracker]
+
+    def get_config(self):
+        return {**super().get_config(), "frame_size": self.frame_size,
+                "channels": self.channels, "horizon": self.horizon,
+                "encoder_filters": list(self.encoder_filters),
+                "core_filters": list(self.core_filters), "cell": self.cell,
+                "kernel_size": self.kernel_size, "decoder_filters": list(self.decoder_filters),
+                "head": self.head, "dna_kernel": self.dna_kernel,
+                "sampling_steps": self.sampling_steps,
+                "context_loss_weight": self.context_loss_weight, "seed": self.seed}

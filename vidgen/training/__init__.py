@@ -1,0 +1,1 @@
+"""Training: losses, callbacks, the model factory and the `vidgen train` entry."""

@@ -1,0 +1,245 @@
+"""`vidgen train`: fit a VideoPredictor and write a run directory.
+
+A run directory holds everything a run makes:
+
+    RUN/config.json          the resolved config, written before the first step
+    RUN/model.keras          the best model by validation rollout MSE
+    RUN/checkpoints/         last.keras (after every epoch) and best.json
+    RUN/backup/              BackupAndRestore state for --resume
+    RUN/logs/                TensorBoard events and history.csv
+    RUN/samples/*.gif        predictions on fixed validation clips, per epoch
+    RUN/metrics.json, plots/ written by the evaluation at the end
+
+Example:
+
+    vidgen train --preset quick --run-dir runs/quick
+    vidgen train --run-dir runs/quick --resume
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+import time
+from typing import Any, Optional
+
+import keras
+import numpy as np
+
+from vidgen.config import Config
+from vidgen.errors import ConfigError, VidgenError
+from vidgen.models import VideoPredictor
+from vidgen.training import callbacks as cb
+from vidgen.training.losses import ReconstructionLoss
+
+
+def model_kwargs(cfg: Config) -> dict[str, Any]:
+    """Keyword arguments of `VideoPredictor` from the config (models never read it)."""
+    m = cfg.model
+    return dict(frame_size=cfg.data.frame_size, channels=cfg.data.channels,
+                horizon=cfg.data.horizon, encoder_filters=m.encoder_filters,
+                core_filters=m.core_filters, cell=m.cell, kernel_size=m.kernel_size,
+                decoder_filters=m.decoder_filters, head=m.head, dna_kernel=m.dna_kernel,
+                sampling_steps=m.sampling_steps, context_loss_weight=m.context_loss_weight,
+                seed=cfg.train.seed)
+
+
+def build_model(cfg: Config) -> VideoPredictor:
+    keras.utils.set_random_seed(cfg.train.seed)
+    return VideoPredictor(**model_kwargs(cfg), name="video_predictor")
+
+
+def build_loss(cfg: Config) -> ReconstructionLoss:
+    t = cfg.train
+    return ReconstructionLoss(mse_weight=t.mse_weight, l1_weight=t.l1_weight,
+                              bce_weight=t.bce_weight, ssim_weight=t.ssim_weight)
+
+
+def build_optimizer(cfg: Config) -> keras.optimizers.Optimizer:
+    t = cfg.train
+    total = t.epochs * t.steps_per_epoch
+    if t.lr_schedule == "cosine":
+        lr = keras.optimizers.schedules.CosineDecay(
+            initial_learning_rate=0.0 if t.warmup_steps else t.learning_rate,
+            decay_steps=max(1, total - t.warmup_steps), alpha=t.lr_final_fraction,
+            warmup_target=t.learning_rate if t.warmup_steps else None,
+            warmup_steps=t.warmup_steps)
+    else:
+        lr = t.learning_rate
+    kwargs = {"clipnorm": t.clipnorm} if t.clipnorm else {}
+    if t.weight_decay:
+        return keras.optimizers.AdamW(lr, weight_decay=t.weight_decay, **kwargs)
+    return keras.optimizers.Adam(lr, **kwargs)
+
+
+def compile_model(model: VideoPredictor, cfg: Config) -> VideoPredictor:
+    model.compile(optimizer=build_optimizer(cfg), loss=build_loss(cfg),
+                  jit_compile=cfg.train.jit_compile)
+    return model
+
+
+@dataclasses.dataclass(frozen=True)
+class RunPaths:
+    """Where each part of a run lives."""
+
+    root: str
+
+    @property
+    def config(self):
+        return os.path.join(self.root, "config.json")
+
+    @property
+    def model(self):
+        return os.path.join(self.root, "model.keras")
+
+    @property
+    def checkpoints(self):
+        return os.path.join(self.root, "checkpoints")
+
+    @property
+    def backup(self):
+        return os.path.join(self.root, "backup")
+
+    @property
+    def logs(self):
+        return os.path.join(self.root, "logs")
+
+    @property
+    def samples(self):
+        return os.path.join(self.root, "samples")
+
+    @property
+    def plots(self):
+        return os.path.join(self.root, "plots")
+
+    @property
+    def metrics(self):
+        return os.path.join(self.root, "metrics.json")
+
+    @property
+    def training(self):
+        return os.path.join(self.root, "training.json")
+
+
+def prepare_run_dir(cfg: Optional[Config], run_dir: str, resume: bool) -> Config:
+    """Creates (or reopens with `resume`) a run directory; returns the run's config."""
+    paths = RunPaths(run_dir)
+    exists = os.path.isfile(paths.config)
+    if resume:
+        if not exists:
+            raise VidgenError(
+                f"Cannot resume {run_dir!r}: it has no config.json (expected a run directory "
+                "made by `vidgen train`).")
+        saved = Config.from_json(paths.config).validate()
+        if cfg is not None and cfg != saved:
+            raise ConfigError(
+                f"--resume continues {run_dir!r} with its saved config.json; drop --preset/"
+                "--set/--data or start a new --run-dir.")
+        return saved
+    if exists:
+        raise VidgenError(
+            f"Run directory {run_dir!r} already holds a run; pass --resume to continue it or "
+            "choose another --run-dir.")
+    for folder in (paths.root, paths.checkpoints, paths.backup, paths.logs, paths.samples):
+        os.makedirs(folder, exist_ok=True)
+    cfg.to_json(paths.config)
+    return cfg
+
+
+def _sample_batch(cfg: Config, n: int):
+    from vidgen.data.pipeline import make_dataset
+
+    context, target = next(iter(make_dataset(cfg, "val", batch_size=n)))
+    return np.asarray(context), np.asarray(target)
+
+
+def train(cfg: Optional[Config], run_dir: str, resume: bool = False,
+          evaluate_after: bool = True) -> dict[str, Any]:
+    """Trains a VideoPredictor, then evaluates it on the test split.
+
+    Args:
+        cfg: the resolved config (None with `resume`: read from the run).
+        run_dir: the run directory.
+        resume: continue the run in `run_dir` from its last backup.
+        evaluate_after: write metrics.json, plots and test GIFs at the end.
+
+    Returns:
+        A summary: epochs run, time, throughput, best validation MSE,
+        whether it was interrupted.
+    """
+    import tensorflow as tf
+
+    from vidgen.data.pipeline import make_dataset
+
+    cfg = prepare_run_dir(cfg, run_dir, resume)
+    paths = RunPaths(run_dir)
+    t = cfg.train
+    strategy = tf.distribute.get_strategy()
+    with strategy.scope():
+        model = compile_model(build_model(cfg), cfg)
+    train_ds = make_dataset(cfg, "train")
+    val_ds = make_dataset(cfg, "val")
+    if t.val_batches:
+        val_ds = val_ds.take(t.val_batches)
+    sample_context, sample_target = _sample_batch(cfg, t.sample_clips)
+    budget = cb.TimeBudget(t.time_budget_minutes)
+    throughput = cb.Throughput(t.batch_size)
+    callbacks = [
+        keras.callbacks.BackupAndRestore(paths.backup, save_freq="epoch",
+                                         double_checkpoint=True, delete_checkpoint=False),
+        cb.BestModelCheckpoint(paths.model, os.path.join(paths.checkpoints, "best.json")),
+        cb.LastModelCheckpoint(os.path.join(paths.checkpoints, "last.keras")),
+        keras.callbacks.CSVLogger(os.path.join(paths.logs, "history.csv"), append=True),
+        keras.callbacks.TensorBoard(paths.logs, write_graph=False, update_freq="epoch"),
+        cb.SampleWriter(sample_context, sample_target, paths.samples, paths.logs),
+        budget,
+        throughput,
+    ]
+    print(f"Training {model.count_params():,} parameters on {cfg.data.source!r} "
+          f"({cfg.data.context} -> {cfg.data.horizon} frames, {cfg.data.frame_size}px); "
+          f"run directory {run_dir}")
+    start = time.perf_counter()
+    interrupted = False
+    try:
+        history = model.fit(train_ds, epochs=t.epochs, steps_per_epoch=t.steps_per_epoch,
+                            validation_data=val_ds, callbacks=callbacks,
+                            verbose=1 if sys.stdout.isatty() else 2)
+        epochs_run = len(history.history.get("loss", []))
+    except KeyboardInterrupt:
+        interrupted = True
+        epochs_run = None
+        # Keep what was learned: the last weights go to checkpoints/; the backup from
+        # the last finished epoch stays, so --resume repeats only the unfinished epoch.
+        cb.save_model_atomic(model, os.path.join(paths.checkpoints, "interrupted.keras"))
+        print(f"\nInterrupted: weights saved to {paths.checkpoints}/interrupted.keras; "
+              f"continue with `vidgen train --run-dir {run_dir} --resume`.")
+    seconds = time.perf_counter() - start
+    summary = {
+        "epochs_run": epochs_run,
+        "train_seconds": round(seconds, 1),
+        "sequences_per_second": round(throughput.sequences_per_second, 2),
+        "stopped_by_time_budget": budget.stopped,
+        "interrupted": interrupted,
+        "parameters": int(model.count_params()),
+    }
+    if not os.path.isfile(paths.model):
+        # No validation improvement was ever recorded (e.g. interrupted in epoch 1).
+        cb.save_model_atomic(model, paths.model)
+    previous = {}
+    if os.path.isfile(paths.training):
+        with open(paths.training) as f:
+            previous = json.load(f)
+    summary["total_train_seconds"] = round(previous.get("total_train_seconds", 0) + seconds, 1)
+    tmp = paths.training + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(summary, f, indent=2)
+    os.replace(tmp, paths.training)
+    if interrupted:
+        return summary
+    if evaluate_after:
+        from vidgen.evaluate import evaluate
+
+        evaluate(run_dir)
+    return summary
