@@ -221,7 +221,7 @@ class MovingMNIST(GeneratedSource):
             self.pools = {"train": train[:n - n_val - n_test],
                           "val": train[n - n_val - n_test:n - n_test],
                           "test": train[n - n_test:]}
-        for split, pool in self.pools.items():
+        for pool in self.pools.values():
             if len(pool) == 0:
                 raise DataError(
                     f"MNIST file {cfg.source!r} has too few images ({n}) to give every "
@@ -306,8 +306,9 @@ class FileSource(Source):
             frames = self._segment(frames, split)
             if len(frames) < self.cfg.window:
                 whole = "" if self.split_mode == "by_source" else f" ({split} segment)"
-                self._skip(item, split, f"too short{whole}: {len(frames)} frames, expected at least "
-                                 f"context + horizon = {self.cfg.window}")
+                self._skip(item, split,
+                           f"too short{whole}: {len(frames)} frames, expected at least "
+                           f"context + horizon = {self.cfg.window}")
                 continue
             good += 1
             yield Clip(item, frames)

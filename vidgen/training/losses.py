@@ -25,7 +25,8 @@ def ssim(y_true, y_pred, size: int = 11, sigma: float = 1.5):
     Valid-window SSIM (no padding), as in Wang et al. 2004 and `tf.image.ssim`.
     """
     shape = ops.shape(y_true)
-    h, w, c = y_true.shape[2], y_true.shape[3], y_true.shape[4]
+    h, w = y_true.shape[2], y_true.shape[3]
+
     # Fold batch, time and channels into the batch: one single-channel conv.
     def fold(x):
         x = ops.transpose(x, (0, 1, 4, 2, 3))
