@@ -47,3 +47,19 @@ def video_dir(tmp_path):
     for i in range(4):
         write_mp4(folder / f"clip{i}.mp4", moving_square(24, 32, 48, phase=3 * i))
     return str(folder)
+
+
+TINY_MODEL = dict(frame_size=16, channels=1, horizon=3, encoder_filters=(4, 8),
+                  core_filters=(8, 8), decoder_filters=(8, 4), dna_kernel=3)
+
+
+def tiny_run_config(**overrides) -> Config:
+    """tiny_config plus a tiny model and a two-epoch, few-step training."""
+    from vidgen.config import ModelConfig, apply_overrides
+
+    cfg = Config(data=tiny_config(horizon=3, val_clips=4, test_clips=4).data,
+                 model=ModelConfig(encoder_filters=(4, 8), core_filters=(8,),
+                                   decoder_filters=(8, 4), dna_kernel=3, sampling_steps=4),
+                 train=TrainConfig(batch_size=2, epochs=2, steps_per_epoch=3, warmup_steps=1,
+                                   sample_clips=2))
+    return apply_overrides(cfg, [f"{k}={v}" for k, v in overrides.items()])

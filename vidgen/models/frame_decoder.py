@@ -46,11 +46,10 @@ class FrameDecoder(keras.layers.Layer):
         self.merge2 = keras.layers.Conv2D(filters[1], activation="relu", name="merge2", **conv)
         self.out = keras.layers.Conv2D(out_channels, name="out", **conv)
 
-    def build(self, input_shape, skip_channels=None):
-        """Builds from the features' shape; skip channels follow `FrameEncoder`'s layout."""
-        b, h, w, _ = input_shape
-        half_c, full_c = skip_channels or (self.filters[1] * 2, self.filters[1] // 2)
-        self.up1.build(tuple(input_shape))
+    def build(self, features_shape, skips_shape):
+        b, h, w, _ = features_shape
+        full_c, half_c = skips_shape[0][-1], skips_shape[1][-1]
+        self.up1.build(tuple(features_shape))
         self.merge1.build((b, 2 * h, 2 * w, self.filters[0] + half_c))
         self.up2.build((b, 2 * h, 2 * w, self.filters[0]))
         self.merge2.build((b, 4 * h, 4 * w, self.filters[1] + full_c))

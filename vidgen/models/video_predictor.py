@@ -128,7 +128,8 @@ class VideoPredictor(keras.Model):
             x_channels = cell.filters
         enc = self.encoder_filters
         self.decoder.build((None, quarter, quarter, x_channels),
-                           skip_channels=(enc[0], enc[0] // 2))
+                           [(None, size, size, enc[0] // 2),
+                            (None, size // 2, size // 2, enc[0])])
         super().build(input_shape)
 
     @property

@@ -204,7 +204,7 @@ def train(cfg: Optional[Config], run_dir: str, resume: bool = False,
     interrupted = False
     try:
         history = model.fit(train_ds, epochs=t.epochs, steps_per_epoch=t.steps_per_epoch,
-                            validation_data=val_ds, callbacks=callbacks,
+                            validation_data=val_ds, callbacks=callbacks, shuffle=False,
                             verbose=1 if sys.stdout.isatty() else 2)
         epochs_run = len(history.history.get("loss", []))
     except KeyboardInterrupt:

@@ -1,0 +1,142 @@
+import keras
+import numpy as np
+import pytest
+
+from tests.conftest import TINY_MODEL
+from vidgen.models import VideoPredictor
+from vidgen.training.losses import ReconstructionLoss
+
+
+def _clips(batch=2, context=4, horizon=3, seed=0):
+    rng = np.random.default_rng(seed)
+    context_frames = rng.random((batch, context, 16, 16, 1)).astype("float32")
+    target = rng.random((batch, horizon, 16, 16, 1)).astype("float32")
+    return context_frames, target
+
+
+@pytest.mark.parametrize("cell, head", [("lstm", "dna"), ("gru", "pixels")])
+def test_output_shapes_and_range(cell, head):
+    model = VideoPredictor(**TINY_MODEL, cell=cell, head=head)
+    context, _ = _clips()
+    out = model(context)
+    assert out.shape == (2, 3, 16, 16, 1)
+    longer = np.asarray(model.rollout(context, 7))
+    assert longer.shape == (2, 7, 16, 16, 1)
+    assert longer.min() >= 0.0 and longer.max() <= 1.0
+    np.testing.assert_allclose(longer[:, :3], np.asarray(out), atol=1e-5)
+
+
+def test_dynamic_time_in_a_traced_function():
+    import tensorflow as tf
+
+    model = VideoPredictor(**TINY_MODEL)
+    fn = tf.function(lambda x: model.rollout(x, 2),
+                     input_signature=[tf.TensorSpec([None, None, 16, 16, 1])])
+    for t in (1, 3, 6):
+        context, _ = _clips(batch=1, context=t)
+        out = fn(context)
+        assert out.shape == (1, 2, 16, 16, 1)
+        np.testing.assert_allclose(out, model.rollout(context, 2), atol=1e-5)
+
+
+def test_causality_future_frames_do_not_change_earlier_predictions():
+    """Prediction of frame t depends on frames < t only."""
+    model = VideoPredictor(**TINY_MODEL)
+    rng = np.random.default_rng(3)
+    clip = rng.random((1, 8, 16, 16, 1)).astype("float32")
+    states = model.initial_states(1)
+    base = []
+    for t in range(8):
+        frame, states = model.step(clip[:, t], states)
+        base.append(np.asarray(frame))
+    for cut in (2, 5):
+        changed = clip.copy()
+        changed[:, cut:] = rng.random(changed[:, cut:].shape)
+        states = model.initial_states(1)
+        for t in range(8):
+            frame, states = model.step(changed[:, t], states)
+            # The output after input t predicts frame t+1; it may see inputs 0..t only.
+            if t < cut:
+                np.testing.assert_array_equal(np.asarray(frame), base[t])
+            else:
+                assert not np.allclose(np.asarray(frame), base[t])
+    # The same through the public API: context frames after `cut` change the rollout,
+    # while a rollout from the first `cut` frames ignores everything later.
+    short = np.asarray(model.rollout(clip[:, :4], 2))
+    np.testing.assert_array_equal(short, np.asarray(model.rollout(clip[:, :4].copy(), 2)))
+
+
+def test_scheduled_sampling_feeds_truth_or_predictions():
+    model = VideoPredictor(**TINY_MODEL, sampling_steps=10)
+    context, target = _clips()
+    _, teacher = model.unroll(context, target, 1.0)
+    _, free = model.unroll(context, target, 0.0)
+    rollout = model.rollout(context, 3)
+    np.testing.assert_allclose(np.asarray(free), np.asarray(rollout), atol=1e-5)
+    # Only the first predicted frame is the same: later ones consumed the true frames.
+    np.testing.assert_allclose(np.asarray(teacher[:, 0]), np.asarray(free[:, 0]), atol=1e-6)
+    assert not np.allclose(np.asarray(teacher[:, 1:]), np.asarray(free[:, 1:]))
+
+
+def test_teacher_probability_decays_with_steps():
+    model = VideoPredictor(**TINY_MODEL, sampling_steps=4)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=ReconstructionLoss())
+    context, target = _clips(batch=4)
+    history = model.fit(context, target, batch_size=2, epochs=3, verbose=0)
+    # Steps 0..5: probability 1 - step/4, averaged per epoch of 2 steps.
+    np.testing.assert_allclose(history.history["teacher_prob"], [0.875, 0.375, 0.0],
+                               atol=1e-6)
+
+
+def test_fit_step_changes_weights_and_losses_are_finite():
+    model = VideoPredictor(**TINY_MODEL, cell="gru")
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss=ReconstructionLoss(ssim_weight=1))
+    before = [np.asarray(w).copy() for w in model.trainable_weights]
+    context, target = _clips()
+    history = model.fit(context, target, batch_size=2, epochs=1, verbose=0,
+                        validation_data=(context, target))
+    assert all(np.isfinite(v[0]) for v in history.history.values())
+    assert "val_frame_mse" in history.history
+    changed = [not np.array_equal(b, np.asarray(w))
+               for b, w in zip(before, model.trainable_weights)]
+    assert all(changed)
+
+
+def test_config_and_keras_round_trip(tmp_path):
+    model = VideoPredictor(**TINY_MODEL, cell="gru", sampling_steps=7)
+    config = model.get_config()
+    clone = VideoPredictor.from_config(config)
+    for key in ("frame_size", "cell", "core_filters", "sampling_steps", "dna_kernel"):
+        assert clone.get_config()[key] == config[key]
+    context, _ = _clips()
+    path = str(tmp_path / "model.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    np.testing.assert_allclose(np.asarray(loaded(context)), np.asarray(model(context)),
+                               atol=1e-6)
+    np.testing.assert_allclose(np.asarray(loaded.rollout(context, 5)),
+                               np.asarray(model.rollout(context, 5)), atol=1e-6)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(frame_size=18), "frame_size must be a positive multiple of 4"),
+    (dict(channels=2), "channels must be 1 or 3"),
+    (dict(cell="rnn"), "cell must be one of"),
+    (dict(head="flow"), "head must be one of"),
+    (dict(dna_kernel=4), "dna_kernel must be a positive odd number"),
+    (dict(horizon=0), "horizon must be positive"),
+])
+def test_bad_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        VideoPredictor(**{**TINY_MODEL, **kwargs})
+
+
+def test_dna_head_moves_pixels():
+    """With kernels that put all weight on one shift, the frame moves by one pixel."""
+    model = VideoPredictor(**TINY_MODEL)
+    frame = np.zeros((1, 16, 16, 1), "float32")
+    frame[0, 5, 5, 0] = 1.0
+    weights = np.zeros((1, 16, 16, 9), "float32")
+    weights[..., 3] = 1.0  # (dy, dx) = (1, 0): each output pixel reads the pixel left of it
+    moved = np.asarray(model._advect(frame, weights))
+    assert moved[0, 5, 6, 0] == 1.0 and moved.sum() == 1.0

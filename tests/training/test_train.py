@@ -1,0 +1,127 @@
+import json
+import os
+
+import imageio.v2 as imageio
+import keras
+import numpy as np
+import pytest
+
+from tests.conftest import moving_square, tiny_run_config, write_mp4
+from vidgen.cli import main
+from vidgen.errors import VidgenError
+from vidgen.evaluate import evaluate, load_run
+from vidgen.generate import generate
+from vidgen.training.train import train
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    run = str(tmp_path_factory.mktemp("runs") / "tiny")
+    summary = train(tiny_run_config(), run)
+    assert summary["epochs_run"] == 2 and not summary["interrupted"]
+    return run
+
+
+def test_run_directory_holds_everything(run_dir):
+    for name in ("config.json", "model.keras", "metrics.json", "training.json",
+                 "checkpoints/last.keras", "checkpoints/best.json",
+                 "backup/training_metadata.json", "logs/history.csv",
+                 "samples/epoch_001.gif", "samples/epoch_002.gif", "samples/test.gif",
+                 "samples/test_grid.png", "plots/psnr_per_step.png", "plots/ssim_per_step.png"):
+        assert os.path.isfile(os.path.join(run_dir, name)), name
+    assert any(f.startswith("events") for f in os.listdir(os.path.join(run_dir, "logs", "train")))
+    assert not [f for root, _, files in os.walk(run_dir) for f in files if ".tmp" in f]
+    history = open(os.path.join(run_dir, "logs/history.csv")).read().splitlines()
+    assert len(history) == 3 and "val_frame_mse" in history[0]
+
+
+def test_metrics_json_compares_model_with_baselines(run_dir):
+    report = json.load(open(os.path.join(run_dir, "metrics.json")))
+    assert set(report["results"]) == {"model", "copy_last", "black"}
+    assert report["clips"] == 4 and report["horizon"] == 3
+    for result in report["results"].values():
+        assert len(result["psnr"]["per_step"]) == 3
+        assert 0.0 <= result["ssim"]["mean"] <= 1.0
+    black = report["results"]["black"]["mse"]["mean"]
+    assert black > 0
+    assert report["flops_per_sequence"] > 0
+    assert report["training"]["sequences_per_second"] > 0
+
+
+def test_reload_in_keras_and_predict(run_dir):
+    model = keras.saving.load_model(os.path.join(run_dir, "model.keras"))
+    context = np.random.default_rng(0).random((2, 3, 16, 16, 1)).astype("float32")
+    assert model.predict(context, verbose=0).shape == (2, 3, 16, 16, 1)
+    assert model.rollout(context, 6).shape == (2, 6, 16, 16, 1)
+
+
+def test_resume_continues_from_backup(run_dir, tmp_path):
+    import shutil
+
+    copy = str(tmp_path / "run")
+    shutil.copytree(run_dir, copy)
+    cfg_path = os.path.join(copy, "config.json")
+    cfg = json.load(open(cfg_path))
+    cfg["train"]["epochs"] = 3
+    json.dump(cfg, open(cfg_path, "w"))
+    summary = train(None, copy, resume=True, evaluate_after=False)
+    # Two epochs were done: only the third runs.
+    assert summary["epochs_run"] == 1
+    history = open(os.path.join(copy, "logs/history.csv")).read().splitlines()
+    assert [line.split(",")[0] for line in history[1:]] == ["0", "1", "2"]
+
+
+def test_existing_run_is_not_overwritten(run_dir):
+    with pytest.raises(VidgenError, match="already holds a run; pass --resume"):
+        train(tiny_run_config(), run_dir)
+
+
+def test_evaluate_on_other_data(run_dir, tmp_path):
+    clips = np.stack([moving_square(8, 16, 16, channels=1, phase=i) for i in range(6)])
+    path = tmp_path / "clips.npy"
+    np.save(path, clips)
+    report = evaluate(run_dir, data=str(path), progress=False)
+    assert report["data"] == str(path) and report["clips"] >= 1
+
+
+def test_generate_from_video_and_npy(run_dir, tmp_path):
+    video = write_mp4(tmp_path / "in.mp4", moving_square(12, 40, 60))
+    out = str(tmp_path / "out.gif")
+    result = generate(run_dir, video, out, horizon=5)
+    assert result["context"] == 3
+    frames = imageio.mimread(out)
+    assert len(frames) == 3 + 5 and frames[0].shape[:2] == (16, 16)
+    compare = imageio.mimread(str(tmp_path / "out_compare.gif"))
+    assert compare[0].shape[1] > 32, "real and generated side by side"
+    npy = tmp_path / "clip.npy"
+    np.save(npy, moving_square(4, 16, 16, channels=1).astype(np.float32) / 255)
+    out = generate(run_dir, str(npy), str(tmp_path / "o.mp4"), context=4, horizon=2)
+    assert out["written"] == [str(tmp_path / "o.mp4")]
+
+
+@pytest.mark.parametrize("make_input, message", [
+    (lambda d: write_mp4(d / "short.mp4", moving_square(2, 16, 16)), "has 2 frames"),
+    (lambda d: str(d / "missing.mp4"), "does not exist"),
+    (lambda d: (np.save(d / "nan.npy", np.full((5, 16, 16), np.nan, np.float32)),
+                str(d / "nan.npy"))[1], "NaN"),
+    (lambda d: (np.save(d / "big.npy", np.full((5, 16, 16), 3.0, np.float32)),
+                str(d / "big.npy"))[1], r"must lie in \[0, 1\]"),
+])
+def test_generate_bad_inputs(run_dir, tmp_path, make_input, message):
+    with pytest.raises(VidgenError, match=message):
+        generate(run_dir, make_input(tmp_path), str(tmp_path / "o.gif"), horizon=2)
+
+
+def test_run_without_model(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps(tiny_run_config().to_dict()))
+    with pytest.raises(VidgenError, match="has no model.keras"):
+        load_run(str(tmp_path))
+    with pytest.raises(VidgenError, match="not a run directory"):
+        load_run(str(tmp_path / "nothing"))
+
+
+def test_cli_train_errors(tmp_path, capsys):
+    assert main(["train", "--run-dir", str(tmp_path / "x"), "--resume"]) == 2
+    assert "Cannot resume" in capsys.readouterr().err
+    assert main(["generate", str(tmp_path), "--input", "a.mp4", "--out", "o.gif"]) == 2
+    assert "not a run directory" in capsys.readouterr().err
