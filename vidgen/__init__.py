@@ -1,3 +1,10 @@
-"""vidgen: recurrent video prediction and generation with TensorFlow / Keras 3."""
+"""vidgen: recurrent video prediction and generation with TensorFlow / Keras 3.
+
+Importing vidgen registers its Keras classes (models, layers, losses), so
+that `keras.saving.load_model("RUN/model.keras")` works in any process.
+"""
 
 __version__ = "0.1.0"
+
+from vidgen import models  # noqa: E402,F401  (registers the serializable classes)
+from vidgen.training import losses  # noqa: E402,F401

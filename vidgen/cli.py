@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import sys
+import time
 
 from vidgen.config import Config, apply_overrides
 from vidgen.errors import VidgenError
@@ -88,7 +89,10 @@ def _cmd_train(args) -> int:
     cfg = None
     if not args.resume or args.overrides or args.data or args.preset_given:
         cfg = resolve_config(args, args.data)
-    run_dir = args.run_dir or os.path.join("runs", args.preset)
+    if args.resume and not args.run_dir:
+        raise VidgenError("--resume needs --run-dir: the run directory to continue.")
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    run_dir = args.run_dir or os.path.join("runs", f"{args.preset}-{stamp}")
     summary = train(cfg, run_dir, resume=args.resume, evaluate_after=not args.no_evaluate)
     if summary["interrupted"]:
         return 130
@@ -160,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set train.epochs=5 (repeatable)")
     p.add_argument("--data", default=None, help="data source (sets data.source)")
-    p.add_argument("--run-dir", default=None, help="run directory (default: runs/PRESET)")
+    p.add_argument("--run-dir", default=None, help="run directory (default: runs/PRESET-DATE-TIME)")
     p.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
     p.add_argument("--no-evaluate", action="store_true",
                    help="skip the test-set evaluation at the end")

@@ -125,3 +125,33 @@ def test_cli_train_errors(tmp_path, capsys):
     assert "Cannot resume" in capsys.readouterr().err
     assert main(["generate", str(tmp_path), "--input", "a.mp4", "--out", "o.gif"]) == 2
     assert "not a run directory" in capsys.readouterr().err
+
+
+def test_load_in_a_fresh_process(run_dir):
+    import subprocess
+    import sys
+
+    code = ("import numpy as np, keras, vidgen; "
+            f"m = keras.saving.load_model({os.path.join(run_dir, 'model.keras')!r}); "
+            "x = np.zeros((1, 3, 16, 16, 1), 'float32'); "
+            "print(m.predict(x, verbose=0).shape, m.rollout(x, 4).shape)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "(1, 3, 16, 16, 1) (1, 4, 16, 16, 1)" in out.stdout
+
+
+def test_ctrl_c_saves_and_resume_continues(tmp_path):
+    class Interrupt(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if int(self.model.optimizer.iterations.numpy()) == 4:  # inside the second epoch
+                raise KeyboardInterrupt
+
+    run = str(tmp_path / "run")
+    summary = train(tiny_run_config(), run, extra_callbacks=[Interrupt()])
+    assert summary["interrupted"]
+    assert os.path.isfile(os.path.join(run, "checkpoints", "interrupted.keras"))
+    meta = json.load(open(os.path.join(run, "backup", "training_metadata.json")))
+    assert meta["epoch"] == 1, "the backup holds the last finished epoch"
+    summary = train(None, run, resume=True, evaluate_after=False)
+    assert summary["epochs_run"] == 1 and not summary["interrupted"]

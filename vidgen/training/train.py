@@ -23,6 +23,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Sequence
 from typing import Any, Optional
 
 import keras
@@ -156,7 +157,8 @@ def _sample_batch(cfg: Config, n: int):
 
 
 def train(cfg: Optional[Config], run_dir: str, resume: bool = False,
-          evaluate_after: bool = True) -> dict[str, Any]:
+          evaluate_after: bool = True,
+          extra_callbacks: Sequence[keras.callbacks.Callback] = ()) -> dict[str, Any]:
     """Trains a VideoPredictor, then evaluates it on the test split.
 
     Args:
@@ -164,6 +166,7 @@ def train(cfg: Optional[Config], run_dir: str, resume: bool = False,
         run_dir: the run directory.
         resume: continue the run in `run_dir` from its last backup.
         evaluate_after: write metrics.json, plots and test GIFs at the end.
+        extra_callbacks: more Keras callbacks for `fit`.
 
     Returns:
         A summary: epochs run, time, throughput, best validation MSE,
@@ -196,6 +199,7 @@ def train(cfg: Optional[Config], run_dir: str, resume: bool = False,
         cb.SampleWriter(sample_context, sample_target, paths.samples, paths.logs),
         budget,
         throughput,
+        *extra_callbacks,
     ]
     print(f"Training {model.count_params():,} parameters on {cfg.data.source!r} "
           f"({cfg.data.context} -> {cfg.data.horizon} frames, {cfg.data.frame_size}px); "
