@@ -59,17 +59,17 @@ def psnr_per_step(pred, true) -> np.ndarray:
     return psnr_frames(pred, true).mean(axis=0)
 
 
-def _ssim_map(x: np.ndarray, y: np.ndarray, filt) -> np.ndarray:
+def _ssim_map(x: np.ndarray, y: np.ndarray, filt, cov_norm: float) -> np.ndarray:
     mu_x, mu_y = filt(x), filt(y)
-    sxx = filt(x * x) - mu_x * mu_x
-    syy = filt(y * y) - mu_y * mu_y
-    sxy = filt(x * y) - mu_x * mu_y
+    sxx = cov_norm * (filt(x * x) - mu_x * mu_x)
+    syy = cov_norm * (filt(y * y) - mu_y * mu_y)
+    sxy = cov_norm * (filt(x * y) - mu_x * mu_y)
     num = (2 * mu_x * mu_y + _C1) * (2 * sxy + _C2)
     den = (mu_x**2 + mu_y**2 + _C1) * (sxx + syy + _C2)
     return num / den
 
 
-def _ssim_frames(pred, true, filt, crop: int) -> np.ndarray:
+def _ssim_frames(pred, true, filt, crop: int, cov_norm: float = 1.0) -> np.ndarray:
     pred, true = _check(pred, true)
     n, t, h, w, c = pred.shape
     out = np.empty((n, t))
@@ -77,7 +77,7 @@ def _ssim_frames(pred, true, filt, crop: int) -> np.ndarray:
         for j in range(t):
             values = []
             for k in range(c):
-                m = _ssim_map(pred[i, j, :, :, k], true[i, j, :, :, k], filt)
+                m = _ssim_map(pred[i, j, :, :, k], true[i, j, :, :, k], filt, cov_norm)
                 values.append(m[crop:h - crop, crop:w - crop].mean())
             out[i, j] = np.mean(values)
     return out
@@ -101,29 +101,12 @@ def ssim_uniform7_frames(pred, true) -> np.ndarray:
     The variant OpenSTL reports.
     """
     win = 7
-    cov_norm = win * win / (win * win - 1.0)
 
     def filt(a):
         return ndimage.uniform_filter(a, size=win, mode="reflect")
 
-    pred, true = _check(pred, true)
-    n, t, h, w, c = pred.shape
-    out = np.empty((n, t))
-    crop = (win - 1) // 2
-    for i in range(n):
-        for j in range(t):
-            values = []
-            for k in range(c):
-                x, y = pred[i, j, :, :, k], true[i, j, :, :, k]
-                mu_x, mu_y = filt(x), filt(y)
-                sxx = cov_norm * (filt(x * x) - mu_x * mu_x)
-                syy = cov_norm * (filt(y * y) - mu_y * mu_y)
-                sxy = cov_norm * (filt(x * y) - mu_x * mu_y)
-                m = ((2 * mu_x * mu_y + _C1) * (2 * sxy + _C2)) / (
-                    (mu_x**2 + mu_y**2 + _C1) * (sxx + syy + _C2))
-                values.append(m[crop:h - crop, crop:w - crop].mean())
-            out[i, j] = np.mean(values)
-    return out
+    return _ssim_frames(pred, true, filt, crop=(win - 1) // 2,
+                        cov_norm=win * win / (win * win - 1.0))
 
 
 def ssim_per_step(pred, true) -> np.ndarray:

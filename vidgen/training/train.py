@@ -23,6 +23,7 @@ import json
 import os
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from typing import Any, Optional
 
@@ -206,6 +207,9 @@ def train(cfg: Optional[Config], run_dir: str, resume: bool = False,
           f"run directory {run_dir}")
     start = time.perf_counter()
     interrupted = False
+    # The validation split is finite by design (every clip once per epoch); Keras warns
+    # when a dataset of unknown length ends. The training split repeats forever.
+    warnings.filterwarnings("ignore", message="Your input ran out of data")
     try:
         history = model.fit(train_ds, epochs=t.epochs, steps_per_epoch=t.steps_per_epoch,
                             validation_data=val_ds, callbacks=callbacks, shuffle=False,
