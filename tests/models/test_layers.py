@@ -54,7 +54,7 @@ def test_encoder_decoder_shapes_and_round_trip(tmp_path):
     encoder = FrameEncoder((4, 8))
     features, skips = encoder(frames)
     assert features.shape == (3, 4, 4, 8)
-    assert [s.shape for s in skips] == [(3, 16, 16, 2), (3, 8, 8, 4)]
+    assert [s.shape for s in skips] == [(3, 4, 4, 8), (3, 8, 8, 4)]
     decoder = FrameDecoder((8, 4), out_channels=5)
     maps = decoder(features, skips)
     assert maps.shape == (3, 16, 16, 5)

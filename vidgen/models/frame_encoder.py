@@ -10,7 +10,7 @@ class FrameEncoder(keras.layers.Layer):
     """Encodes frames (batch, H, W, C) into (batch, H/4, W/4, filters[1]) features.
 
     Two stride-2 stages (64x64 -> 32x32 -> 16x16 for the default frame size).
-    It also returns the full- and half-resolution activations as skip
+    It also returns the quarter- and half-resolution activations as skip
     features for `FrameDecoder`. Callers fold (batch, time) into the batch:
     Keras 3.15.1's `TimeDistributed` reports a wrong time dimension when time
     is dynamic.
@@ -32,25 +32,18 @@ class FrameEncoder(keras.layers.Layer):
                 f"filters must be two positive integers. Received: filters={filters}")
         self.filters = filters
         self.kernel_size = kernel_size
-        conv = dict(kernel_size=kernel_size, padding="same")
-        self.full = keras.layers.Conv2D(filters[0] // 2, activation="relu", name="full", **conv)
-        self.down1 = keras.layers.Conv2D(filters[0], strides=2, activation="relu",
-                                         name="down1", **conv)
-        self.down2 = keras.layers.Conv2D(filters[1], strides=2, activation="relu",
-                                         name="down2", **conv)
+        conv = dict(kernel_size=kernel_size, padding="same", strides=2, activation="relu")
+        self.down1 = keras.layers.Conv2D(filters[0], name="down1", **conv)
+        self.down2 = keras.layers.Conv2D(filters[1], name="down2", **conv)
 
     def build(self, input_shape):
-        shape = tuple(input_shape)
-        self.full.build(shape)
-        shape = shape[:-1] + (self.filters[0] // 2,)
-        self.down1.build(shape)
-        self.down2.build(self.down1.compute_output_shape(shape))
+        self.down1.build(tuple(input_shape))
+        self.down2.build(self.down1.compute_output_shape(tuple(input_shape)))
 
     def call(self, frames):
-        full = self.full(frames)
-        half = self.down1(full)
+        half = self.down1(frames)
         quarter = self.down2(half)
-        return quarter, [full, half]
+        return quarter, [quarter, half]
 
     def get_config(self):
         return {**super().get_config(), "filters": list(self.filters),
