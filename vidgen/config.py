@@ -131,9 +131,14 @@ class ModelConfig:
         cell: "lstm" (ConvLSTM) or "gru" (ConvGRU).
         kernel_size: kernel of the recurrent convolutions.
         decoder_filters: channels of the decoder's two upsampling stages.
-        head: "dna" (move the last frame's pixels, composite with generated
-            pixels) or "pixels" (generate every pixel).
-        dna_kernel: side of the per-pixel motion kernels (odd).
+        head: "cdna" (move the last frame by a few kernels per clip and
+            composite them with generated pixels through per-pixel masks),
+            "dna" (one kernel per pixel) or "pixels" (generate every pixel).
+        dna_kernel: side of the motion kernels (odd); the largest motion per
+            frame is dna_kernel // 2 pixels.
+        cdna_kernels: number of motion kernels per clip for head "cdna".
+        difference_input: the encoder also sees the difference between the
+            frame and the previous one.
         sampling_steps: optimizer steps over which scheduled sampling moves
             from true frames to the model's own predictions (0: own only).
         context_loss_weight: weight of the next-frame loss on context frames.
@@ -144,8 +149,10 @@ class ModelConfig:
     cell: str = "lstm"
     kernel_size: int = 3
     decoder_filters: tuple[int, ...] = (64, 32)
-    head: str = "dna"
+    head: str = "cdna"
     dna_kernel: int = 9
+    cdna_kernels: int = 4
+    difference_input: bool = True
     sampling_steps: int = 0
     context_loss_weight: float = 1.0
 
@@ -164,9 +171,11 @@ class ModelConfig:
         if self.cell not in ("lstm", "gru"):
             raise ConfigError(
                 f"model.cell must be 'lstm' or 'gru'. Received: model.cell={self.cell!r}")
-        if self.head not in ("dna", "pixels"):
+        if self.head not in ("cdna", "dna", "pixels"):
             raise ConfigError(
-                f"model.head must be 'dna' or 'pixels'. Received: model.head={self.head!r}")
+                "model.head must be 'cdna', 'dna' or 'pixels'. "
+                f"Received: model.head={self.head!r}")
+        _positive(self, "cdna_kernels")
         for name in ("kernel_size", "dna_kernel"):
             if getattr(self, name) % 2 == 0 or getattr(self, name) <= 0:
                 raise ConfigError(

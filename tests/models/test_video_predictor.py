@@ -14,7 +14,7 @@ def _clips(batch=2, context=4, horizon=3, seed=0):
     return context_frames, target
 
 
-@pytest.mark.parametrize("cell, head", [("lstm", "dna"), ("gru", "pixels")])
+@pytest.mark.parametrize("cell, head", [("lstm", "cdna"), ("lstm", "dna"), ("gru", "pixels")])
 def test_output_shapes_and_range(cell, head):
     model = VideoPredictor(**TINY_MODEL, cell=cell, head=head)
     context, _ = _clips()
@@ -140,3 +140,27 @@ def test_dna_head_moves_pixels():
     weights[..., 3] = 1.0  # (dy, dx) = (1, 0): each output pixel reads the pixel left of it
     moved = np.asarray(model._advect(frame, weights))
     assert moved[0, 5, 6, 0] == 1.0 and moved.sum() == 1.0
+
+
+def test_cdna_applies_each_clips_own_kernels():
+    model = VideoPredictor(**{**TINY_MODEL, "channels": 3}, cdna_kernels=2)
+    rng = np.random.default_rng(0)
+    frames = rng.random((2, 16, 16, 3)).astype("float32")
+    kernels = np.zeros((2, 2, 9), "float32")
+    kernels[:, 0, 4] = 1.0   # identity for both clips
+    kernels[0, 1, 3] = 1.0   # clip 0: each pixel takes its left neighbour (moves right)
+    kernels[1, 1, 1] = 1.0   # clip 1: each pixel takes the one above (moves down)
+    out = np.asarray(model._transform(frames, kernels))
+    assert out.shape == (2, 16, 16, 3, 2)
+    np.testing.assert_allclose(out[..., 0], frames, atol=1e-6)
+    np.testing.assert_allclose(out[0, :, 1:, :, 1], frames[0, :, :-1], atol=1e-6)
+    np.testing.assert_allclose(out[1, 1:, :, :, 1], frames[1, :-1], atol=1e-6)
+
+
+def test_untrained_cdna_model_starts_near_copy_last():
+    """Identity-initialised kernels: the first prediction is close to the last frame."""
+    model = VideoPredictor(**TINY_MODEL)
+    context, _ = _clips()
+    first = np.asarray(model.rollout(context, 1))[:, 0]
+    blend = np.abs(first - context[:, -1]).mean()
+    assert blend < np.abs(first - context[:, 0]).mean()

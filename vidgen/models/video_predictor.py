@@ -12,7 +12,7 @@ from vidgen.models.frame_decoder import FrameDecoder
 from vidgen.models.frame_encoder import FrameEncoder
 
 CELLS = {"lstm": ConvLSTMCell, "gru": ConvGRUCell}
-HEADS = ("dna", "pixels")
+HEADS = ("cdna", "dna", "pixels")
 
 
 @keras.saving.register_keras_serializable(package="vidgen")
@@ -67,8 +67,9 @@ class VideoPredictor(keras.Model):
 
     def __init__(self, frame_size: int = 64, channels: int = 1, horizon: int = 10,
                  encoder_filters=(32, 64), core_filters=(64, 64), cell: str = "lstm",
-                 kernel_size: int = 3, decoder_filters=(64, 32), head: str = "dna",
-                 dna_kernel: int = 9, sampling_steps: int = 0,
+                 kernel_size: int = 3, decoder_filters=(64, 32), head: str = "cdna",
+                 dna_kernel: int = 9, cdna_kernels: int = 4, difference_input: bool = True,
+                 sampling_steps: int = 0,
                  context_loss_weight: float = 1.0, seed: int = 0, **kwargs):
         super().__init__(**kwargs)
         if frame_size <= 0 or frame_size % 4:
@@ -87,6 +88,8 @@ class VideoPredictor(keras.Model):
         core_filters = tuple(int(f) for f in core_filters)
         if not core_filters or min(core_filters) <= 0:
             raise ValueError(f"core_filters must be positive integers. Received: {core_filters}")
+        if cdna_kernels <= 0:
+            raise ValueError(f"cdna_kernels must be positive. Received: {cdna_kernels}")
         if sampling_steps < 0:
             raise ValueError(f"sampling_steps must be >= 0. Received: {sampling_steps}")
         self.frame_size = frame_size
@@ -99,6 +102,8 @@ class VideoPredictor(keras.Model):
         self.decoder_filters = tuple(int(f) for f in decoder_filters)
         self.head = head
         self.dna_kernel = dna_kernel
+        self.cdna_kernels = cdna_kernels
+        self.difference_input = difference_input
         self.sampling_steps = sampling_steps
         self.context_loss_weight = context_loss_weight
         self.seed = seed
@@ -106,8 +111,18 @@ class VideoPredictor(keras.Model):
         self.encoder = FrameEncoder(self.encoder_filters, name="encoder")
         self.cells = [CELLS[cell](f, kernel_size, name=f"core_{i}")
                       for i, f in enumerate(core_filters)]
-        out = dna_kernel * dna_kernel + 1 + channels if head == "dna" else channels
+        kk = dna_kernel * dna_kernel
+        out = {"dna": kk + 1 + channels, "cdna": cdna_kernels + 1 + channels,
+               "pixels": channels}[head]
         self.decoder = FrameDecoder(self.decoder_filters, out, name="decoder")
+        if head == "cdna":
+            # Start every kernel as the identity (all weight on the centre tap) so the
+            # untrained model copies the last frame instead of blurring it.
+            bias = np.zeros((cdna_kernels, kk), "float32")
+            bias[:, kk // 2] = 2.0
+            self.kernel_head = keras.layers.Dense(
+                cdna_kernels * kk, bias_initializer=keras.initializers.Constant(bias.ravel()),
+                name="kernel_head")
         eye = np.eye(dna_kernel * dna_kernel, dtype="float32")
         self._shift_kernel = ops.convert_to_tensor(
             eye.reshape(dna_kernel, dna_kernel, 1, dna_kernel * dna_kernel))
@@ -123,8 +138,8 @@ class VideoPredictor(keras.Model):
 
     def build(self, input_shape):
         size = self.frame_size
-        frame = (None, size, size, self.channels)
-        self.encoder.build(frame)
+        encoder_in = (None, size, size, self.channels * (2 if self.difference_input else 1))
+        self.encoder.build(encoder_in)
         quarter = size // 4
         x_channels = self.encoder_filters[1]
         for cell in self.cells:
@@ -134,13 +149,19 @@ class VideoPredictor(keras.Model):
         self.decoder.build((None, quarter, quarter, x_channels),
                            [(None, quarter, quarter, enc[1]),
                             (None, size // 2, size // 2, enc[0])])
+        if self.head == "cdna":
+            self.kernel_head.build((None, 2 * x_channels))
         super().build(input_shape)
 
     @property
     def state_shapes(self) -> list[tuple[int, int, int]]:
         """Shape (without batch) of every recurrent state tensor, in `step` order."""
         q = self.frame_size // 4
-        return [(q, q, c.filters) for c in self.cells for _ in range(c.num_states)]
+        shapes = [(q, q, c.filters) for c in self.cells for _ in range(c.num_states)]
+        if self.difference_input:
+            # The previous input frame, for the frame difference the encoder sees.
+            shapes.append((self.frame_size, self.frame_size, self.channels))
+        return shapes
 
     def initial_states(self, batch_size) -> list:
         """Zero recurrent states for a batch."""
@@ -176,7 +197,11 @@ class VideoPredictor(keras.Model):
         Returns:
             (next frame (batch, H, W, C) in [0, 1], new states).
         """
-        features, skips = self.encoder(frame)
+        x = frame
+        if self.difference_input:
+            # Motion is visible in the difference to the previous frame (zero at the start).
+            x = ops.concatenate([frame, frame - states[-1]], axis=-1)
+        features, skips = self.encoder(x)
         x = features
         new_states = []
         i = 0
@@ -184,15 +209,54 @@ class VideoPredictor(keras.Model):
             x, s = cell(x, states[i:i + cell.num_states])
             new_states.extend(s)
             i += cell.num_states
+        if self.difference_input:
+            new_states.append(frame)
         maps = self.decoder(x, skips)
         if self.head == "pixels":
             return ops.sigmoid(maps), new_states
-        kk = self.dna_kernel * self.dna_kernel
-        weights = ops.softmax(maps[..., :kk], axis=-1)
-        mask = ops.sigmoid(maps[..., kk:kk + 1])
-        generated = ops.sigmoid(maps[..., kk + 1:])
-        moved = self._advect(frame, weights)
-        return mask * moved + (1.0 - mask) * generated, new_states
+        c = self.channels
+        if self.head == "dna":
+            kk = self.dna_kernel * self.dna_kernel
+            weights = ops.softmax(maps[..., :kk], axis=-1)
+            mask = ops.sigmoid(maps[..., kk:kk + 1])
+            generated = ops.sigmoid(maps[..., kk + 1:])
+            moved = self._advect(frame, weights)
+            return mask * moved + (1.0 - mask) * generated, new_states
+        n = self.cdna_kernels
+        pooled = ops.concatenate([ops.mean(x, axis=(1, 2)), ops.max(x, axis=(1, 2))], axis=-1)
+        kernels = ops.softmax(ops.reshape(self.kernel_head(pooled), (-1, n, self.dna_kernel ** 2)),
+                              axis=-1)
+        candidates = self._transform(frame, kernels)                 # (B, H, W, C, n)
+        generated = ops.sigmoid(maps[..., n + 1:])                      # (B, H, W, C)
+        candidates = ops.concatenate([candidates, ops.expand_dims(generated, -1)], axis=-1)
+        masks = ops.softmax(maps[..., :n + 1], axis=-1)                 # (B, H, W, n + 1)
+        del c
+        return ops.sum(candidates * ops.expand_dims(masks, 3), axis=-1), new_states
+
+    def _transform(self, frame, kernels):
+        """Applies each clip's own `n` normalised kernels to its frame (CDNA).
+
+        Args:
+            frame: (B, H, W, C).
+            kernels: (B, n, k*k), each row summing to 1.
+
+        Returns:
+            (B, H, W, C, n): the frame moved by each kernel.
+        """
+        k, n = self.dna_kernel, self.cdna_kernels
+        size, channels = self.frame_size, self.channels
+        r = k // 2
+        padded = ops.pad(frame, [[0, 0], [r, r], [r, r], [0, 0]], mode="symmetric")
+        # Batch and channels become the channels of one depthwise convolution whose
+        # kernels differ per clip: (1, H, W, B*C) convolved with (k, k, B*C, n).
+        inputs = ops.reshape(ops.transpose(padded, (1, 2, 0, 3)),
+                             (1, size + 2 * r, size + 2 * r, -1))
+        filt = ops.reshape(kernels, (-1, 1, n, k, k))
+        filt = ops.repeat(filt, channels, axis=1)                        # (B, C, n, k, k)
+        filt = ops.reshape(ops.transpose(filt, (3, 4, 0, 1, 2)), (k, k, -1, n))
+        out = ops.depthwise_conv(inputs, filt, padding="valid")         # (1, H, W, B*C*n)
+        out = ops.reshape(out, (size, size, -1, channels, n))
+        return ops.transpose(out, (2, 0, 1, 3, 4))
 
     # ------------------------------------------------------------- prediction
 
@@ -312,5 +376,6 @@ class VideoPredictor(keras.Model):
                 "core_filters": list(self.core_filters), "cell": self.cell,
                 "kernel_size": self.kernel_size, "decoder_filters": list(self.decoder_filters),
                 "head": self.head, "dna_kernel": self.dna_kernel,
+                "cdna_kernels": self.cdna_kernels, "difference_input": self.difference_input,
                 "sampling_steps": self.sampling_steps,
                 "context_loss_weight": self.context_loss_weight, "seed": self.seed}

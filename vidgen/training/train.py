@@ -44,6 +44,7 @@ def model_kwargs(cfg: Config) -> dict[str, Any]:
                 horizon=cfg.data.horizon, encoder_filters=m.encoder_filters,
                 core_filters=m.core_filters, cell=m.cell, kernel_size=m.kernel_size,
                 decoder_filters=m.decoder_filters, head=m.head, dna_kernel=m.dna_kernel,
+                cdna_kernels=m.cdna_kernels, difference_input=m.difference_input,
                 sampling_steps=m.sampling_steps, context_loss_weight=m.context_loss_weight,
                 seed=cfg.train.seed)
 
