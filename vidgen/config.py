@@ -131,7 +131,9 @@ class ModelConfig:
         cell: "lstm" (ConvLSTM) or "gru" (ConvGRU).
         kernel_size: kernel of the recurrent convolutions.
         decoder_filters: channels of the decoder's two upsampling stages.
-        head: "cdna" (move the last frame by a few kernels per clip and
+        head: "sdna" (move each pixel of the last frame by its own separable
+            kernel, composite with generated pixels), "cdna" (move the last
+            frame by a few kernels per clip and
             composite them with generated pixels through per-pixel masks),
             "dna" (one kernel per pixel) or "pixels" (generate every pixel).
         dna_kernel: side of the motion kernels (odd); the largest motion per
@@ -171,9 +173,9 @@ class ModelConfig:
         if self.cell not in ("lstm", "gru"):
             raise ConfigError(
                 f"model.cell must be 'lstm' or 'gru'. Received: model.cell={self.cell!r}")
-        if self.head not in ("cdna", "dna", "pixels"):
+        if self.head not in ("sdna", "cdna", "dna", "pixels"):
             raise ConfigError(
-                "model.head must be 'cdna', 'dna' or 'pixels'. "
+                "model.head must be 'sdna', 'cdna', 'dna' or 'pixels'. "
                 f"Received: model.head={self.head!r}")
         _positive(self, "cdna_kernels")
         for name in ("kernel_size", "dna_kernel"):

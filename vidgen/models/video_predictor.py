@@ -12,7 +12,12 @@ from vidgen.models.frame_decoder import FrameDecoder
 from vidgen.models.frame_encoder import FrameEncoder
 
 CELLS = {"lstm": ConvLSTMCell, "gru": ConvGRUCell}
-HEADS = ("cdna", "dna", "pixels")
+HEADS = ("sdna", "cdna", "dna", "pixels")
+
+
+def _hard(logits):
+    """One-hot of the largest logit along the last axis (a "sharp" softmax)."""
+    return ops.one_hot(ops.argmax(logits, axis=-1), logits.shape[-1], dtype=logits.dtype)
 
 
 @keras.saving.register_keras_serializable(package="vidgen")
@@ -69,7 +74,7 @@ class VideoPredictor(keras.Model):
                  encoder_filters=(32, 64), core_filters=(64, 64), cell: str = "lstm",
                  kernel_size: int = 3, decoder_filters=(64, 32), head: str = "cdna",
                  dna_kernel: int = 9, cdna_kernels: int = 4, difference_input: bool = True,
-                 sampling_steps: int = 0,
+                 sharp: bool = False, sampling_steps: int = 0,
                  context_loss_weight: float = 1.0, seed: int = 0, **kwargs):
         super().__init__(**kwargs)
         if frame_size <= 0 or frame_size % 4:
@@ -104,6 +109,7 @@ class VideoPredictor(keras.Model):
         self.dna_kernel = dna_kernel
         self.cdna_kernels = cdna_kernels
         self.difference_input = difference_input
+        self.sharp = sharp
         self.sampling_steps = sampling_steps
         self.context_loss_weight = context_loss_weight
         self.seed = seed
@@ -112,8 +118,8 @@ class VideoPredictor(keras.Model):
         self.cells = [CELLS[cell](f, kernel_size, name=f"core_{i}")
                       for i, f in enumerate(core_filters)]
         kk = dna_kernel * dna_kernel
-        out = {"dna": kk + 1 + channels, "cdna": cdna_kernels + 1 + channels,
-               "pixels": channels}[head]
+        out = {"sdna": 2 * dna_kernel + 1 + channels, "dna": kk + 1 + channels,
+               "cdna": cdna_kernels + 1 + channels, "pixels": channels}[head]
         self.decoder = FrameDecoder(self.decoder_filters, out, name="decoder")
         if head == "cdna":
             # Start every kernel as the identity (all weight on the centre tap) so the
@@ -126,6 +132,9 @@ class VideoPredictor(keras.Model):
         eye = np.eye(dna_kernel * dna_kernel, dtype="float32")
         self._shift_kernel = ops.convert_to_tensor(
             eye.reshape(dna_kernel, dna_kernel, 1, dna_kernel * dna_kernel))
+        eye = np.eye(dna_kernel, dtype="float32")
+        self._row_kernel = ops.convert_to_tensor(eye.reshape(dna_kernel, 1, 1, dna_kernel))
+        self._column_kernel = ops.convert_to_tensor(eye.reshape(1, dna_kernel, 1, dna_kernel))
         self.seed_generator = keras.random.SeedGenerator(seed, name="sampling_seed")
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.frame_mse_tracker = keras.metrics.Mean(name="frame_mse")
@@ -151,6 +160,14 @@ class VideoPredictor(keras.Model):
                             (None, size // 2, size // 2, enc[0])])
         if self.head == "cdna":
             self.kernel_head.build((None, 2 * x_channels))
+        if self.head == "sdna":
+            # Start as "copy the frame": centre taps favoured, the mask on moved pixels.
+            k = self.dna_kernel
+            bias = np.zeros(self.decoder.out_channels, "float32")
+            bias[k // 2] = bias[k + k // 2] = 1.0
+            bias[2 * k] = 3.0
+            # The decoder's last convolution emits 2x2 blocks of these maps.
+            self.decoder.out.bias.assign(np.tile(bias, 4))
         super().build(input_shape)
 
     @property
@@ -187,16 +204,20 @@ class VideoPredictor(keras.Model):
         moved = ops.sum(shifts * ops.expand_dims(weights, 1), axis=-1)
         return ops.transpose(moved, (0, 2, 3, 1))
 
-    def step(self, frame, states):
+    def step(self, frame, states, sharp=None):
         """One streaming step: the next frame from this frame and the recurrent states.
 
         Args:
             frame: (batch, H, W, C) in [0, 1], the latest frame (observed or predicted).
             states: list of recurrent states, shapes `state_shapes`.
 
+            sharp: use the most likely kernel and mask component only
+                (default: the model's `sharp` setting; training never does).
+
         Returns:
             (next frame (batch, H, W, C) in [0, 1], new states).
         """
+        sharp = self.sharp if sharp is None else sharp
         x = frame
         if self.difference_input:
             # Motion is visible in the difference to the previous frame (zero at the start).
@@ -214,24 +235,57 @@ class VideoPredictor(keras.Model):
         maps = self.decoder(x, skips)
         if self.head == "pixels":
             return ops.sigmoid(maps), new_states
-        c = self.channels
+        if self.head == "sdna":
+            k = self.dna_kernel
+            vertical, horizontal = maps[..., :k], maps[..., k:2 * k]
+            if sharp:
+                vertical, horizontal = _hard(vertical), _hard(horizontal)
+            else:
+                vertical = ops.softmax(vertical, axis=-1)
+                horizontal = ops.softmax(horizontal, axis=-1)
+            mask = ops.sigmoid(maps[..., 2 * k:2 * k + 1])
+            mask = ops.round(mask) if sharp else mask
+            generated = ops.sigmoid(maps[..., 2 * k + 1:])
+            moved = self._shift(self._shift(frame, vertical, axis=1), horizontal, axis=2)
+            return mask * moved + (1.0 - mask) * generated, new_states
         if self.head == "dna":
             kk = self.dna_kernel * self.dna_kernel
-            weights = ops.softmax(maps[..., :kk], axis=-1)
+            weights = _hard(maps[..., :kk]) if sharp else ops.softmax(maps[..., :kk], axis=-1)
             mask = ops.sigmoid(maps[..., kk:kk + 1])
+            mask = ops.round(mask) if sharp else mask
             generated = ops.sigmoid(maps[..., kk + 1:])
             moved = self._advect(frame, weights)
             return mask * moved + (1.0 - mask) * generated, new_states
         n = self.cdna_kernels
         pooled = ops.concatenate([ops.mean(x, axis=(1, 2)), ops.max(x, axis=(1, 2))], axis=-1)
-        kernels = ops.softmax(ops.reshape(self.kernel_head(pooled), (-1, n, self.dna_kernel ** 2)),
-                              axis=-1)
+        logits = ops.reshape(self.kernel_head(pooled), (-1, n, self.dna_kernel ** 2))
+        kernels = _hard(logits) if sharp else ops.softmax(logits, axis=-1)
         candidates = self._transform(frame, kernels)                 # (B, H, W, C, n)
         generated = ops.sigmoid(maps[..., n + 1:])                      # (B, H, W, C)
         candidates = ops.concatenate([candidates, ops.expand_dims(generated, -1)], axis=-1)
-        masks = ops.softmax(maps[..., :n + 1], axis=-1)                 # (B, H, W, n + 1)
-        del c
+        masks = maps[..., :n + 1]                                       # (B, H, W, n + 1)
+        masks = _hard(masks) if sharp else ops.softmax(masks, axis=-1)
         return ops.sum(candidates * ops.expand_dims(masks, 3), axis=-1), new_states
+
+    def _shift(self, frame, weights, axis: int):
+        """Moves pixels of `frame` along one axis by per-pixel 1-D kernels `weights` (..., k).
+
+        Output pixel p is sum_j weights[p, j] * frame[p + (j - k//2) along `axis`],
+        the frame mirrored at its borders. Two passes (rows, then columns) make a
+        separable k x k motion kernel per pixel at 2k instead of k*k taps.
+        """
+        k = self.dna_kernel
+        r = k // 2
+        size, channels = self.frame_size, self.channels
+        pad = [[0, 0], [r, r], [0, 0], [0, 0]] if axis == 1 else [[0, 0], [0, 0], [r, r], [0, 0]]
+        padded = ops.pad(frame, pad, mode="symmetric")
+        h, w = (size + 2 * r, size) if axis == 1 else (size, size + 2 * r)
+        padded = ops.reshape(ops.transpose(padded, (0, 3, 1, 2)), (-1, h, w, 1))
+        kernel = self._row_kernel if axis == 1 else self._column_kernel
+        shifts = ops.conv(padded, kernel, padding="valid")
+        shifts = ops.reshape(shifts, (-1, channels, size, size, k))
+        moved = ops.sum(shifts * ops.expand_dims(weights, 1), axis=-1)
+        return ops.transpose(moved, (0, 2, 3, 1))
 
     def _transform(self, frame, kernels):
         """Applies each clip's own `n` normalised kernels to its frame (CDNA).
@@ -322,7 +376,7 @@ class VideoPredictor(keras.Model):
         states = self.initial_states(batch)
         context_preds = []
         for t in range(context.shape[1]):
-            frame, states = self.step(context[:, t], states)
+            frame, states = self.step(context[:, t], states, sharp=False)
             if t < context.shape[1] - 1:
                 context_preds.append(frame)
         preds = [frame]
@@ -330,7 +384,7 @@ class VideoPredictor(keras.Model):
             draw = keras.random.uniform((batch, 1, 1, 1), seed=self.seed_generator)
             use_truth = ops.cast(draw < teacher_prob, frame.dtype)
             inputs = use_truth * target[:, t - 1] + (1.0 - use_truth) * frame
-            frame, states = self.step(inputs, states)
+            frame, states = self.step(inputs, states, sharp=False)
             preds.append(frame)
         context_preds = ops.stack(context_preds, axis=1) if context_preds else None
         return context_preds, ops.stack(preds, axis=1)
@@ -377,5 +431,6 @@ class VideoPredictor(keras.Model):
                 "kernel_size": self.kernel_size, "decoder_filters": list(self.decoder_filters),
                 "head": self.head, "dna_kernel": self.dna_kernel,
                 "cdna_kernels": self.cdna_kernels, "difference_input": self.difference_input,
+                "sharp": self.sharp,
                 "sampling_steps": self.sampling_steps,
                 "context_loss_weight": self.context_loss_weight, "seed": self.seed}
