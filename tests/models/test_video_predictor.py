@@ -14,7 +14,8 @@ def _clips(batch=2, context=4, horizon=3, seed=0):
     return context_frames, target
 
 
-@pytest.mark.parametrize("cell, head", [("lstm", "cdna"), ("lstm", "dna"), ("gru", "pixels")])
+@pytest.mark.parametrize("cell, head", [("lstm", "sdna"), ("lstm", "cdna"), ("lstm", "dna"),
+                                        ("gru", "pixels")])
 def test_output_shapes_and_range(cell, head):
     model = VideoPredictor(**TINY_MODEL, cell=cell, head=head)
     context, _ = _clips()
@@ -164,3 +165,29 @@ def test_untrained_cdna_model_starts_near_copy_last():
     first = np.asarray(model.rollout(context, 1))[:, 0]
     blend = np.abs(first - context[:, -1]).mean()
     assert blend < np.abs(first - context[:, 0]).mean()
+
+
+def test_sdna_shifts_rows_then_columns():
+    model = VideoPredictor(**TINY_MODEL, head="sdna")
+    frames = np.random.default_rng(0).random((2, 16, 16, 1)).astype("float32")
+    down = np.zeros((2, 16, 16, 3), "float32")
+    down[..., 0] = 1.0  # offset -1: each pixel takes the one above, content moves down
+    out = np.asarray(model._shift(frames, down, axis=1))
+    np.testing.assert_allclose(out[:, 1:], frames[:, :-1], atol=1e-6)
+    left = np.zeros((2, 16, 16, 3), "float32")
+    left[..., 2] = 1.0  # offset +1: each pixel takes its right neighbour, content moves left
+    out = np.asarray(model._shift(frames, left, axis=2))
+    np.testing.assert_allclose(out[:, :, :-1], frames[:, :, 1:], atol=1e-6)
+
+
+def test_sharp_rollout_moves_whole_pixels():
+    """Sharp inference takes one tap per pixel: a binary frame stays binary."""
+    model = VideoPredictor(**TINY_MODEL, head="sdna", sharp=True)
+    context = np.zeros((1, 3, 16, 16, 1), "float32")
+    context[:, :, 4:8, 4:8] = 1.0
+    sharp = np.asarray(model.rollout(context, 1))
+    soft_model = VideoPredictor.from_config({**model.get_config(), "sharp": False})
+    soft_model.set_weights(model.get_weights())
+    soft = np.asarray(soft_model.rollout(context, 1))
+    assert set(np.unique(sharp)) <= {0.0, 1.0}
+    assert ((soft > 0.01) & (soft < 0.99)).any(), "soft kernels blend neighbouring pixels"
