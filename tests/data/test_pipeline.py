@@ -54,13 +54,15 @@ def test_random_flip_flips_all_frames_together():
                                   pipeline.random_flip(clip, tf.constant([1, 0])).numpy())
 
 
-def test_split_context_eager_and_in_map():
-    clip = _clip(5)
-    ctx, tgt = pipeline.split_context(clip, 3)
-    assert ctx.shape[0] == 3 and tgt.shape[0] == 2
-    ds = tf.data.Dataset.from_tensors(clip).map(lambda c: pipeline.split_context(c, 3))
+def test_split_context_batch_eager_and_in_map():
+    clips = tf.stack([_clip(5), _clip(5)])
+    ctx, tgt = pipeline.split_context_batch(clips, 3)
+    assert ctx.shape[:2] == (2, 3) and tgt.shape[:2] == (2, 2)
+    np.testing.assert_array_equal(tgt.numpy(), clips.numpy()[:, 3:])
+    ds = tf.data.Dataset.from_tensors(clips).map(lambda c: pipeline.split_context_batch(c, 3))
     c2, t2 = next(iter(ds))
     np.testing.assert_array_equal(tgt.numpy(), t2.numpy())
+    np.testing.assert_array_equal(ctx.numpy(), c2.numpy())
 
 
 def _check_batch(ds, cfg, batch):
