@@ -15,8 +15,12 @@ $(STAMP): requirements.txt pyproject.toml
 	touch $(STAMP)
 
 # Trains the `quick` preset on the embedded synthetic digits into runs/quick-<time>.
+# The digits are generated into TFRecord shards first (about 15 s; reused when
+# present): training from shards runs twice as many steps per second on 2 cores
+# as training from the Python generator directly.
 train: $(STAMP)
-	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/vidgen train --preset quick
+	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/vidgen data prepare digits --out data/digits-quick --preset quick
+	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/vidgen train --preset quick --data data/digits-quick
 
 test: $(STAMP)
 	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/python -m pytest -q
