@@ -27,7 +27,7 @@ PRESETS: dict[str, Config] = {
         data=DataConfig(source="digits", frame_size=64, channels=1, context=10, horizon=10,
                         min_digits=1, max_digits=3),
         model=_QUICK_MODEL,
-        train=TrainConfig(batch_size=8, epochs=6, steps_per_epoch=100, val_batches=8,
+        train=TrainConfig(batch_size=8, epochs=9, steps_per_epoch=100, val_batches=8,
                           learning_rate=3e-3, warmup_steps=50, bce_weight=1.0,
                           time_budget_minutes=13.0),
     ),
