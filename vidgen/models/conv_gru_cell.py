@@ -5,6 +5,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from vidgen.models.checks import check_cell_arguments
+
 
 @keras.saving.register_keras_serializable(package="vidgen")
 class ConvGRUCell(keras.layers.Layer):
@@ -31,11 +33,7 @@ class ConvGRUCell(keras.layers.Layer):
 
     def __init__(self, filters: int, kernel_size: int = 3, **kwargs):
         super().__init__(**kwargs)
-        if filters <= 0:
-            raise ValueError(f"filters must be positive. Received: filters={filters}")
-        if kernel_size <= 0 or kernel_size % 2 == 0:
-            raise ValueError(
-                f"kernel_size must be a positive odd number. Received: kernel_size={kernel_size}")
+        check_cell_arguments(filters, kernel_size)
         self.filters = filters
         self.kernel_size = kernel_size
         self.gates = keras.layers.Conv2D(2 * filters, kernel_size, padding="same", name="gates")
