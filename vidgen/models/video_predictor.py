@@ -20,6 +20,13 @@ def _hard(logits):
     return ops.one_hot(ops.argmax(logits, axis=-1), logits.shape[-1], dtype=logits.dtype)
 
 
+def _composite(moved, maps, sharp: bool):
+    """mask * moved + (1 - mask) * generated; `maps` holds the mask logit, then pixel logits."""
+    mask = ops.sigmoid(maps[..., :1])
+    mask = ops.round(mask) if sharp else mask
+    return mask * moved + (1.0 - mask) * ops.sigmoid(maps[..., 1:])
+
+
 @keras.saving.register_keras_serializable(package="vidgen")
 class VideoPredictor(keras.Model):
     """Predicts the frames that follow a context clip, one at a time.
@@ -189,18 +196,38 @@ class VideoPredictor(keras.Model):
 
         Output pixel (y, x) is sum_j weights[y, x, j] * frame[y + dy_j, x + dx_j]
         over the k*k offsets (dy, dx) in [-k//2, k//2], the frame mirrored at
-        its borders. All shifted copies come from one convolution with a fixed
-        one-hot kernel, which is far faster to differentiate than k*k slices.
+        its borders.
         """
-        k = self.dna_kernel
-        r = k // 2
+        r = self.dna_kernel // 2
+        return self._weighted_shifts(frame, weights, r, r, self._shift_kernel)
+
+    def _shift(self, frame, weights, axis: int):
+        """Moves pixels of `frame` along one axis by per-pixel 1-D kernels `weights` (..., k).
+
+        Output pixel p is sum_j weights[p, j] * frame[p + (j - k//2) along `axis`],
+        the frame mirrored at its borders. Two passes (rows, then columns) make a
+        separable k x k motion kernel per pixel at 2k instead of k*k taps.
+        """
+        r = self.dna_kernel // 2
+        if axis == 1:
+            return self._weighted_shifts(frame, weights, r, 0, self._row_kernel)
+        return self._weighted_shifts(frame, weights, 0, r, self._column_kernel)
+
+    def _weighted_shifts(self, frame, weights, pad_rows: int, pad_cols: int, kernel):
+        """sum_j weights[..., j] * (frame shifted by offset j), offsets given by a one-hot kernel.
+
+        All shifted copies come from one convolution with the fixed one-hot
+        `kernel`, which is far faster to differentiate than one slice per offset.
+        """
         size, channels = self.frame_size, self.channels
-        padded = ops.pad(frame, [[0, 0], [r, r], [r, r], [0, 0]], mode="symmetric")
+        taps = kernel.shape[-1]
+        pad = [[0, 0], [pad_rows, pad_rows], [pad_cols, pad_cols], [0, 0]]
+        padded = ops.pad(frame, pad, mode="symmetric")
         # Channels into the batch: one single-channel convolution for every channel.
         padded = ops.reshape(ops.transpose(padded, (0, 3, 1, 2)),
-                             (-1, size + 2 * r, size + 2 * r, 1))
-        shifts = ops.conv(padded, self._shift_kernel, padding="valid")
-        shifts = ops.reshape(shifts, (-1, channels, size, size, k * k))
+                             (-1, size + 2 * pad_rows, size + 2 * pad_cols, 1))
+        shifts = ops.conv(padded, kernel, padding="valid")
+        shifts = ops.reshape(shifts, (-1, channels, size, size, taps))
         moved = ops.sum(shifts * ops.expand_dims(weights, 1), axis=-1)
         return ops.transpose(moved, (0, 2, 3, 1))
 
@@ -210,7 +237,6 @@ class VideoPredictor(keras.Model):
         Args:
             frame: (batch, H, W, C) in [0, 1], the latest frame (observed or predicted).
             states: list of recurrent states, shapes `state_shapes`.
-
             sharp: use the most likely kernel and mask component only
                 (default: the model's `sharp` setting; training never does).
 
@@ -232,10 +258,9 @@ class VideoPredictor(keras.Model):
             i += cell.num_states
         if self.difference_input:
             new_states.append(frame)
-        # Bounded logits keep sigmoid/softmax outputs and their gradients out of the
-        # float32 subnormal range, which the mostly black frames of digit data
-        # otherwise reach within minutes and which makes CPU arithmetic several
-        # times slower. Probabilities stay within [3e-7, 1 - 3e-7].
+        # Bounded logits keep every probability within [3e-7, 1 - 3e-7]: saturated
+        # sigmoids on mostly black frames would otherwise give vanishing gradients
+        # and values in float32's subnormal range.
         maps = ops.clip(self.decoder(x, skips), -15.0, 15.0)
         if self.head == "pixels":
             return ops.sigmoid(maps), new_states
@@ -247,19 +272,12 @@ class VideoPredictor(keras.Model):
             else:
                 vertical = ops.softmax(vertical, axis=-1)
                 horizontal = ops.softmax(horizontal, axis=-1)
-            mask = ops.sigmoid(maps[..., 2 * k:2 * k + 1])
-            mask = ops.round(mask) if sharp else mask
-            generated = ops.sigmoid(maps[..., 2 * k + 1:])
             moved = self._shift(self._shift(frame, vertical, axis=1), horizontal, axis=2)
-            return mask * moved + (1.0 - mask) * generated, new_states
+            return _composite(moved, maps[..., 2 * k:], sharp), new_states
         if self.head == "dna":
             kk = self.dna_kernel * self.dna_kernel
             weights = _hard(maps[..., :kk]) if sharp else ops.softmax(maps[..., :kk], axis=-1)
-            mask = ops.sigmoid(maps[..., kk:kk + 1])
-            mask = ops.round(mask) if sharp else mask
-            generated = ops.sigmoid(maps[..., kk + 1:])
-            moved = self._advect(frame, weights)
-            return mask * moved + (1.0 - mask) * generated, new_states
+            return _composite(self._advect(frame, weights), maps[..., kk:], sharp), new_states
         n = self.cdna_kernels
         pooled = ops.concatenate([ops.mean(x, axis=(1, 2)), ops.max(x, axis=(1, 2))], axis=-1)
         logits = ops.reshape(self.kernel_head(pooled), (-1, n, self.dna_kernel ** 2))
@@ -270,26 +288,6 @@ class VideoPredictor(keras.Model):
         masks = maps[..., :n + 1]                                       # (B, H, W, n + 1)
         masks = _hard(masks) if sharp else ops.softmax(masks, axis=-1)
         return ops.sum(candidates * ops.expand_dims(masks, 3), axis=-1), new_states
-
-    def _shift(self, frame, weights, axis: int):
-        """Moves pixels of `frame` along one axis by per-pixel 1-D kernels `weights` (..., k).
-
-        Output pixel p is sum_j weights[p, j] * frame[p + (j - k//2) along `axis`],
-        the frame mirrored at its borders. Two passes (rows, then columns) make a
-        separable k x k motion kernel per pixel at 2k instead of k*k taps.
-        """
-        k = self.dna_kernel
-        r = k // 2
-        size, channels = self.frame_size, self.channels
-        pad = [[0, 0], [r, r], [0, 0], [0, 0]] if axis == 1 else [[0, 0], [0, 0], [r, r], [0, 0]]
-        padded = ops.pad(frame, pad, mode="symmetric")
-        h, w = (size + 2 * r, size) if axis == 1 else (size, size + 2 * r)
-        padded = ops.reshape(ops.transpose(padded, (0, 3, 1, 2)), (-1, h, w, 1))
-        kernel = self._row_kernel if axis == 1 else self._column_kernel
-        shifts = ops.conv(padded, kernel, padding="valid")
-        shifts = ops.reshape(shifts, (-1, channels, size, size, k))
-        moved = ops.sum(shifts * ops.expand_dims(weights, 1), axis=-1)
-        return ops.transpose(moved, (0, 2, 3, 1))
 
     def _transform(self, frame, kernels):
         """Applies each clip's own `n` normalised kernels to its frame (CDNA).
