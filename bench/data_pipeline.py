@@ -20,6 +20,7 @@ from vidgen import __version__
 from vidgen.config import apply_overrides
 from vidgen.data.pipeline import make_dataset
 from vidgen.data.prepared import prepare
+from vidgen.fileio import write_json_atomic
 from vidgen.presets import get_preset
 
 
@@ -62,10 +63,7 @@ def main() -> None:
               "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                           "python": platform.python_version()},
               "vidgen_version": __version__}
-    tmp_out = args.out + ".tmp"
-    with open(tmp_out, "w") as f:
-        json.dump(report, f, indent=2)
-    os.replace(tmp_out, args.out)
+    write_json_atomic(args.out, report)
     print(json.dumps(report, indent=2))
 
 

@@ -23,6 +23,7 @@ import typing
 from typing import Any
 
 from vidgen.errors import ConfigError
+from vidgen.fileio import write_json_atomic
 
 
 @dataclasses.dataclass(frozen=True)
@@ -266,12 +267,7 @@ class Config:
 
     def to_json(self, path: str | os.PathLike) -> None:
         """Write the config as JSON, atomically (temporary file, then rename)."""
-        path = os.fspath(path)
-        tmp = f"{path}.tmp-{os.getpid()}"
-        with open(tmp, "w") as f:
-            json.dump(self.to_dict(), f, indent=2, sort_keys=True)
-            f.write("\n")
-        os.replace(tmp, path)
+        write_json_atomic(path, self.to_dict(), sort_keys=True)
 
     @classmethod
     def from_json(cls, path: str | os.PathLike) -> Config:

@@ -24,6 +24,7 @@ from vidgen import metrics as M
 from vidgen import viz
 from vidgen.config import Config, apply_overrides
 from vidgen.errors import VidgenError
+from vidgen.fileio import write_json_atomic
 
 BASELINES = ("copy_last", "black")
 
@@ -171,10 +172,7 @@ def _write_outputs(run_dir: str, report: dict, sample) -> None:
     from vidgen.training.callbacks import sample_video
 
     path = os.path.join(run_dir, "metrics.json")
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(report, f, indent=2)
-    os.replace(tmp, path)
+    write_json_atomic(path, report)
     plots = os.path.join(run_dir, "plots")
     labels = {"psnr": "PSNR (dB)", "ssim": "SSIM", "mse": "MSE per frame"}
     for metric, label in labels.items():

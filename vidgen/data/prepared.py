@@ -36,20 +36,13 @@ from vidgen.data.sources import (
     open_source,
 )
 from vidgen.errors import DataError
+from vidgen.fileio import write_json_atomic
 
 FORMAT = "vidgen-tfrecord-v1"
 STATE_NAME = ".prepare-state.json"
 COMPRESSION = "GZIP"
 # Config fields that do not change what prepare writes.
 _READ_ONLY_FIELDS = ("context", "horizon", "window_stride", "augment_flip", "shuffle_buffer")
-
-
-def _write_json_atomic(path: str, value: Any) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(value, f, indent=2, sort_keys=True)
-        f.write("\n")
-    os.replace(tmp, path)
 
 
 def read_manifest(directory: str) -> dict[str, Any]:
@@ -192,7 +185,7 @@ def prepare(cfg: DataConfig, out: str, overwrite: bool = False,
             keep.add(os.path.basename(path))
         else:
             os.remove(path)
-    _write_json_atomic(state_path, {"fingerprint": fingerprint})
+    write_json_atomic(state_path, {"fingerprint": fingerprint}, sort_keys=True)
 
     splits: dict[str, Any] = {}
     for split in SPLITS:
@@ -225,7 +218,7 @@ def prepare(cfg: DataConfig, out: str, overwrite: bool = False,
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "vidgen_version": _version(),
     }
-    _write_json_atomic(manifest_path, manifest)
+    write_json_atomic(manifest_path, manifest, sort_keys=True)
     os.remove(state_path)
     return manifest
 

@@ -11,6 +11,7 @@ import keras
 import numpy as np
 
 from vidgen import viz
+from vidgen.fileio import write_json_atomic
 
 
 def save_model_atomic(model: keras.Model, path: str) -> None:
@@ -41,10 +42,8 @@ class BestModelCheckpoint(keras.callbacks.Callback):
             return
         self.best = float(value)
         save_model_atomic(self.model, self.path)
-        tmp = self.state_path + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump({"best": self.best, "epoch": epoch + 1, "monitor": self.monitor}, f)
-        os.replace(tmp, self.state_path)
+        write_json_atomic(self.state_path,
+                          {"best": self.best, "epoch": epoch + 1, "monitor": self.monitor})
         print(f"\nepoch {epoch + 1}: {self.monitor} improved to {value:.2f}, saved {self.path}")
 
 

@@ -32,6 +32,7 @@ import numpy as np
 
 from vidgen.config import Config
 from vidgen.errors import ConfigError, VidgenError
+from vidgen.fileio import write_json_atomic
 from vidgen.models import VideoPredictor
 from vidgen.training import callbacks as cb
 from vidgen.training.losses import ReconstructionLoss
@@ -241,10 +242,7 @@ def train(cfg: Optional[Config], run_dir: str, resume: bool = False,
         with open(paths.training) as f:
             previous = json.load(f)
     summary["total_train_seconds"] = round(previous.get("total_train_seconds", 0) + seconds, 1)
-    tmp = paths.training + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(summary, f, indent=2)
-    os.replace(tmp, paths.training)
+    write_json_atomic(paths.training, summary)
     if interrupted:
         return summary
     if evaluate_after:
