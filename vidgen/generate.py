@@ -55,6 +55,59 @@ def read_clip(path: str) -> np.ndarray:
         f"({', '.join(framelib.VIDEO_EXTENSIONS)}), a folder of frames or an .npy clip.")
 
 
+def load_input_clip(input_path: str, frame_size: int, channels: int, context: int,
+                    start: int = 0) -> tuple[np.ndarray, int]:
+    """Reads a clip for a model: frames from `start`, conformed, float32 in [0, 1].
+
+    Returns:
+        (frames (T, frame_size, frame_size, channels), frames in the input from `start`).
+    """
+    if context <= 0:
+        raise VidgenError(f"--context must be positive. Received: {context}")
+    if start < 0:
+        raise VidgenError(f"--start must be >= 0. Received: {start}")
+    raw = read_clip(input_path)[start:]
+    if len(raw) < context:
+        raise DataError(
+            f"Input {input_path!r} has {len(raw)} frames from frame {start}; --context "
+            f"{context} needs at least {context}.")
+    clip = framelib.conform(raw, frame_size, channels)
+    return clip.astype(np.float32) / 255.0, int(len(raw))
+
+
+def write_continuation(out: str, frames: np.ndarray, prediction: np.ndarray, context: int,
+                       fps: float) -> list[str]:
+    """Writes context + prediction to `out`, and `OUT_compare.EXT` when the truth is known.
+
+    Args:
+        out: .mp4, .gif or .png path.
+        frames: the input frames (T, H, W, C) in [0, 1]; the first `context` were observed.
+        prediction: the predicted frames (horizon, H, W, C).
+        context: frames observed.
+        fps: frames per second of the output.
+
+    Returns:
+        Paths written.
+    """
+    horizon = len(prediction)
+    continuation = np.concatenate([frames[:context], prediction])
+    written = [viz.write_video(out, continuation, fps)]
+    truth = frames[context:context + horizon]
+    if len(truth) == horizon:
+        # The input is long enough: show what really happened beside the prediction.
+        root, ext = os.path.splitext(out)
+        compare = viz.side_by_side([frames[:context + horizon], continuation])
+        written.append(viz.write_video(f"{root}_compare{ext}", compare, fps))
+    return written
+
+
+def check_output_path(out: str) -> None:
+    """Rejects an output path that is not .mp4, .gif or .png."""
+    ext = os.path.splitext(out)[1].lower()
+    if ext not in (".mp4", ".gif", ".png"):
+        raise VidgenError(f"--out must end in .mp4, .gif or .png. Received: {out!r}")
+
+
 def generate(run_dir: str, input_path: str, out: str, context: int = 0, horizon: int = 20,
              start: int = 0, fps: float = 4.0) -> dict[str, Any]:
     """Continues `input_path` with the run's model and writes the result.
@@ -75,27 +128,11 @@ def generate(run_dir: str, input_path: str, out: str, context: int = 0, horizon:
 
     if horizon <= 0:
         raise VidgenError(f"--horizon must be positive. Received: {horizon}")
-    ext = os.path.splitext(out)[1].lower()
-    if ext not in (".mp4", ".gif", ".png"):
-        raise VidgenError(f"--out must end in .mp4, .gif or .png. Received: {out!r}")
+    check_output_path(out)
     cfg, model = load_run(run_dir)
     context = context or cfg.data.context
-    raw = read_clip(input_path)[start:]
-    if len(raw) < context:
-        raise DataError(
-            f"Input {input_path!r} has {len(raw)} frames from frame {start}; --context "
-            f"{context} needs at least {context}.")
-    clip = framelib.conform(raw, cfg.data.frame_size, cfg.data.channels)
-    frames = clip.astype(np.float32) / 255.0
-    observed = frames[:context]
-    prediction = np.asarray(model.rollout(observed[None], horizon))[0]
-    continuation = np.concatenate([observed, prediction])
-    written = [viz.write_video(out, continuation, fps)]
-    truth = frames[context:context + horizon]
-    if len(truth) == horizon:
-        # The input is long enough: show what really happened beside the prediction.
-        root, _ = os.path.splitext(out)
-        compare = viz.side_by_side([frames[:context + horizon], continuation])
-        written.append(viz.write_video(f"{root}_compare{ext}", compare, fps))
-    return {"written": written, "context": context, "horizon": horizon,
-            "input_frames": int(len(raw))}
+    frames, total = load_input_clip(input_path, cfg.data.frame_size, cfg.data.channels,
+                                    context, start)
+    prediction = np.asarray(model.rollout(frames[None, :context], horizon))[0]
+    written = write_continuation(out, frames, prediction, context, fps)
+    return {"written": written, "context": context, "horizon": horizon, "input_frames": total}

@@ -1,0 +1,168 @@
+"""`vidgen-export savedmodel`: a run's model as a versioned SavedModel for TF Serving.
+
+Layout `BASE/NAME/VERSION/` with `saved_model.pb`, `variables/` and
+`assets.extra/{tf_serving_warmup_requests, vidgen_model_card.json}`. The
+version directory is written under a hidden temporary name inside
+`BASE/NAME` (TF Serving only loads numeric directories), checked against
+the Keras model, and renamed into place only when complete.
+
+Example:
+
+    vidgen-export savedmodel runs/quick --base models --name vidgen
+    # -> models/vidgen/1/, then models/vidgen/2/ on the next export
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import re
+import shutil
+import tempfile
+from typing import Any, Optional
+
+import numpy as np
+
+from export import contract as C
+from export import signatures
+from vidgen.errors import VidgenError
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def next_version(model_dir: str) -> int:
+    """1 + the largest numeric version directory in `model_dir` (1 when there is none)."""
+    if not os.path.isdir(model_dir):
+        return 1
+    versions = [int(d) for d in os.listdir(model_dir)
+                if d.isdigit() and os.path.isdir(os.path.join(model_dir, d))]
+    return max(versions, default=0) + 1
+
+
+def model_card(cfg, model, run_dir: str, name: str, version: int) -> dict[str, Any]:
+    """What a deployer needs to know about the model, as JSON-ready data."""
+    import vidgen
+
+    card: dict[str, Any] = {
+        "name": name,
+        "version": version,
+        "vidgen_version": vidgen.__version__,
+        "exported_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "run": os.path.basename(os.path.abspath(run_dir)),
+        "parameters": int(model.count_params()),
+        "frames": {"size": model.frame_size, "channels": model.channels,
+                   "range": "float32 in [0, 1] (serving_default) or uint8 (predict_uint8)",
+                   "context_trained": cfg.data.context, "horizon_trained": cfg.data.horizon},
+        "max_horizon": C.MAX_HORIZON,
+        "signatures": C.for_model(model).to_dict(),
+        "config": cfg.to_dict(),
+    }
+    metrics_path = os.path.join(run_dir, "metrics.json")
+    if os.path.isfile(metrics_path):
+        with open(metrics_path) as f:
+            metrics = json.load(f)
+        card["metrics"] = {
+            "split": metrics.get("split"), "clips": metrics.get("clips"),
+            **{name: {k: v["mean"] for k, v in r.items() if isinstance(v, dict)}
+               for name, r in metrics.get("results", {}).items()}}
+    return card
+
+
+def warmup_requests(model, name: str, context: int, horizon: int) -> list:
+    """One PredictionLog per signature, a batch of one black clip each."""
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
+
+    spec = C.for_model(model)
+    shape = (1, context) + spec.frame_shape
+    feeds = {
+        C.SERVING_DEFAULT: {C.CONTEXT: np.zeros(shape, np.float32),
+                            C.HORIZON: np.int32(horizon)},
+        C.PREDICT_UINT8: {C.CONTEXT: np.zeros(shape, np.uint8), C.HORIZON: np.int32(horizon)},
+        C.STEP: {n: np.zeros((1,) + info.shape[1:], np.float32)
+                 for n, info in spec.inputs(C.STEP).items()},
+    }
+    logs = []
+    for signature, inputs in feeds.items():
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = name
+        request.model_spec.signature_name = signature
+        for key, value in inputs.items():
+            request.inputs[key].CopyFrom(tf.make_tensor_proto(value))
+        logs.append(prediction_log_pb2.PredictionLog(
+            predict_log=prediction_log_pb2.PredictLog(request=request)))
+    return logs
+
+
+def verify(path: str, model, context: np.ndarray, horizon: int, atol: float = 1e-5) -> float:
+    """Reloads the SavedModel and compares `serving_default` with the Keras rollout.
+
+    Returns:
+        The largest absolute difference; raises VidgenError above `atol`.
+    """
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(path)
+    got = loaded.signatures[C.SERVING_DEFAULT](
+        context=tf.constant(context), horizon=tf.constant(horizon, tf.int32))[C.FRAMES]
+    want = np.asarray(model.rollout(context, horizon))
+    diff = float(np.max(np.abs(got.numpy() - want)))
+    if diff > atol:
+        raise VidgenError(f"The exported SavedModel differs from the Keras model by {diff:.3g} "
+                          f"(allowed {atol:g}); nothing was published.")
+    return diff
+
+
+def export_savedmodel(run_dir: str, base: str, name: str, version: Optional[int] = None,
+                      model_file: str = "model.keras") -> str:
+    """Exports a run's model as `base/name/version` for TF Serving.
+
+    Args:
+        run_dir: a training run directory (config.json and model.keras).
+        base: TF Serving's model base path parent; created when missing.
+        name: the model name (TF Serving's `--model_name`).
+        version: a positive integer; default one more than the largest existing.
+        model_file: the model inside the run to export.
+
+    Returns:
+        The version directory written.
+    """
+    import tensorflow as tf
+
+    from vidgen.evaluate import load_run
+
+    if not _NAME.match(name):
+        raise VidgenError(f"Model name {name!r} is not valid: expected letters, digits, '_', "
+                          "'-' or '.', starting with a letter or digit.")
+    if version is not None and version <= 0:
+        raise VidgenError(f"--version must be a positive integer. Received: {version}")
+    cfg, model = load_run(run_dir, model_file)
+    model_dir = os.path.join(base, name)
+    version = next_version(model_dir) if version is None else version
+    final = os.path.join(model_dir, str(version))
+    if os.path.exists(final):
+        raise VidgenError(f"Version directory {final!r} already exists; TF Serving may be "
+                          "serving it. Choose another --version or leave it out for the next one.")
+    os.makedirs(model_dir, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=model_dir)
+    try:
+        path = os.path.join(tmp, "model")
+        signatures.write_archive(model, path, signatures.serving_functions(model))
+        extra = os.path.join(path, "assets.extra")
+        os.makedirs(extra, exist_ok=True)
+        with tf.io.TFRecordWriter(os.path.join(extra, C.WARMUP_FILE)) as writer:
+            for log in warmup_requests(model, name, cfg.data.context, cfg.data.horizon):
+                writer.write(log.SerializeToString())
+        with open(os.path.join(extra, C.MODEL_CARD), "w") as f:
+            json.dump(model_card(cfg, model, run_dir, name, version), f, indent=2)
+        rng = np.random.default_rng(0)
+        probe = rng.random((2, 3) + C.for_model(model).frame_shape, dtype=np.float32)
+        verify(path, model, probe, horizon=2)
+        if os.path.exists(final):
+            raise VidgenError(f"Version directory {final!r} appeared while exporting; "
+                              "nothing was overwritten.")
+        os.rename(path, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final

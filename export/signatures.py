@@ -1,0 +1,123 @@
+"""TensorFlow functions behind every exported signature, built from a VideoPredictor.
+
+The functions only call the model's public `observe` and `step`, so what a
+server or a phone runs is the computation `VideoPredictor.rollout` runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from export import contract as C
+
+
+def tensor_specs(infos: dict[str, C.TensorInfo]) -> list:
+    """tf.TensorSpecs named after the contract, in contract order."""
+    import tensorflow as tf
+
+    return [tf.TensorSpec(info.shape, tf.as_dtype(info.dtype), name=name)
+            for name, info in infos.items()]
+
+
+def dynamic_rollout(model, context, horizon):
+    """`model.rollout` with a tensor horizon: a while loop, so one graph serves every horizon.
+
+    Args:
+        model: a VideoPredictor.
+        context: float32 (batch, time >= 1, H, W, C).
+        horizon: int32 scalar tensor in [1, contract.MAX_HORIZON].
+
+    Returns:
+        float32 (batch, horizon, H, W, C).
+    """
+    import tensorflow as tf
+
+    checks = [
+        tf.debugging.assert_greater_equal(
+            tf.shape(context)[1], 1, message=f"{C.CONTEXT} must hold at least one frame"),
+        tf.debugging.assert_greater_equal(horizon, 1, message=f"{C.HORIZON} must be >= 1"),
+        tf.debugging.assert_less_equal(
+            horizon, C.MAX_HORIZON, message=f"{C.HORIZON} must be <= {C.MAX_HORIZON}"),
+    ]
+    with tf.control_dependencies(checks):
+        context = tf.identity(context)
+    frame, states = model.observe(context)
+    frames = tf.TensorArray(tf.float32, size=horizon,
+                            element_shape=tf.TensorShape([None, *frame.shape[1:]]))
+    frames = frames.write(0, frame)
+
+    def body(i, frame, states, frames):
+        frame, states = model.step(frame, states)
+        return i + 1, frame, states, frames.write(i, frame)
+
+    _, _, _, frames = tf.while_loop(lambda i, *_: i < horizon, body,
+                                    (tf.constant(1), frame, states, frames))
+    return tf.transpose(frames.stack(), (1, 0, 2, 3, 4))
+
+
+def serving_functions(model) -> dict[str, tuple[Callable, list]]:
+    """The SavedModel endpoints: signature key -> (function, input signature)."""
+    import tensorflow as tf
+
+    spec = C.for_model(model)
+
+    def predict(context, horizon):
+        return {C.FRAMES: dynamic_rollout(model, context, horizon)}
+
+    def predict_uint8(context, horizon):
+        frames = dynamic_rollout(model, tf.cast(context, tf.float32) / 255.0, horizon)
+        return {C.FRAMES: tf.cast(tf.round(frames * 255.0), tf.uint8)}
+
+    return {
+        C.SERVING_DEFAULT: (predict, tensor_specs(spec.inputs(C.SERVING_DEFAULT))),
+        C.PREDICT_UINT8: (predict_uint8, tensor_specs(spec.inputs(C.PREDICT_UINT8))),
+        C.STEP: (step_function(model), tensor_specs(spec.inputs(C.STEP))),
+    }
+
+
+def step_function(model) -> Callable:
+    """(frame, *states) -> {next_frame, state_0, ...}: the streaming step."""
+    names = C.for_model(model).state_names()
+
+    def step(frame, *states):
+        next_frame, new_states = model.step(frame, list(states))
+        return {C.NEXT_FRAME: next_frame, **dict(zip(names, new_states))}
+
+    return step
+
+
+def sequence_function(model, context: int, horizon: int) -> Callable:
+    """context (batch, `context`, H, W, C) -> {frames}: the rollout unrolled for fixed lengths.
+
+    Python loops instead of a while loop: TFLite's int8 calibration does not
+    handle the while-loop form of a recurrent graph (measured: it crashes).
+    """
+    import tensorflow as tf
+
+    def sequence(context_frames):
+        states = model.initial_states(1)
+        for t in range(context):
+            frame, states = model.step(context_frames[:, t], states)
+        out = [frame]
+        for _ in range(horizon - 1):
+            frame, states = model.step(frame, states)
+            out.append(frame)
+        return {C.FRAMES: tf.stack(out, axis=1)}
+
+    return sequence
+
+
+def write_archive(model, path: str, endpoints: dict[str, tuple[Callable, list]]) -> None:
+    """Writes a SavedModel with exactly `endpoints` as its signatures (and the model's variables).
+
+    `keras.export.ExportArchive` tracks the model's variables, which TF's
+    session-based loader (the one TF Serving uses) needs: a plain tf.Module
+    that does not track them fails there with "Could not find variable".
+    """
+    import keras
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    for name, (fn, signature) in endpoints.items():
+        archive.add_endpoint(name, fn, input_signature=signature)
+    archive.write_out(path, verbose=False)

@@ -1,0 +1,212 @@
+"""`vidgen-export tflite`: the streaming step model (and a fixed-length sequence model) for LiteRT.
+
+The step model is `step(frame, state_0, ...) -> (next_frame, state_0, ...)`
+at batch 1 with static shapes: an app keeps the states between calls and
+pays the same per frame however long the clip. Builtin ops only (the LiteRT
+pip interpreter cannot run Flex ops).
+
+Quantization:
+    float32  the float model.
+    float16  float16 weights (half the size), float compute.
+    dynamic  int8 weights, activations quantized on the fly.
+    int8     full integer: weights and activations int8, calibrated on real
+             clips; the state inputs are calibrated with the states of float
+             rollouts over those clips (observed frames, then the model's own
+             predictions, as at inference). `io="int8"|"uint8"` also makes the
+             inputs and outputs integer (default: float I/O).
+
+Example:
+
+    vidgen-export tflite runs/quick --quantize int8
+    # -> runs/quick/export/tflite/step_int8.tflite, sequence_int8.tflite, step_int8.json
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import warnings
+from collections.abc import Iterator
+from typing import Optional
+
+import numpy as np
+
+from export import contract as C
+from export import signatures
+from vidgen import fileio
+from vidgen.errors import VidgenError
+
+QUANTIZATIONS = ("float32", "float16", "dynamic", "int8")
+IO_TYPES = ("float32", "int8", "uint8")
+
+
+def check_options(quantize: str, io: str = "float32") -> None:
+    if quantize not in QUANTIZATIONS:
+        raise VidgenError(f"--quantize must be one of {', '.join(QUANTIZATIONS)}. "
+                          f"Received: {quantize!r}")
+    if io not in IO_TYPES:
+        raise VidgenError(f"--io must be one of {', '.join(IO_TYPES)}. Received: {io!r}")
+    if io != "float32" and quantize != "int8":
+        raise VidgenError(f"--io {io} needs --quantize int8 (integer inputs and outputs only "
+                          f"exist in a fully integer model). Received: --quantize {quantize}")
+
+
+def load_clips(cfg, split: str, count: int, data: Optional[str] = None) -> np.ndarray:
+    """`count` whole clips (context + horizon frames) of a split, float32 (N, T, H, W, C)."""
+    from vidgen.config import apply_overrides
+    from vidgen.data.pipeline import make_dataset
+
+    if data:
+        cfg = apply_overrides(cfg, [f"data.source={data}"])
+    try:
+        ds = make_dataset(cfg, split, batch_size=count, shuffle=False, repeat=False)
+        context, target = next(iter(ds))
+    except StopIteration:
+        raise VidgenError(f"The {split} split of {cfg.data.source!r} has no clips.") from None
+    except VidgenError as e:
+        raise VidgenError(f"Real clips are needed here (int8 calibration, parity report) "
+                          f"and the run's data could not be read: {e} Pass --data.") from None
+    return np.concatenate([np.asarray(context), np.asarray(target)], axis=1)
+
+
+def step_inputs(model, clips: np.ndarray, context: int) -> Iterator[dict[str, np.ndarray]]:
+    """Every (frame, states) the step model sees in float rollouts over `clips`.
+
+    The first `context` frames of each clip are observed, the rest of the
+    clip's length is predicted and fed back, as at inference.
+    """
+    names = C.for_model(model).state_names()
+    for clip in clips:
+        states = model.initial_states(1)
+        frame = clip[None, 0]
+        for t in range(clip.shape[0]):
+            yield {C.FRAME: np.asarray(frame, np.float32),
+                   **{n: np.asarray(s, np.float32) for n, s in zip(names, states)}}
+            prediction, states = model.step(frame, states)
+            frame = clip[None, t + 1] if t + 1 < context else prediction
+
+
+def _converter(saved_model: str, signature: str, quantize: str, io: str, representative):
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_saved_model(saved_model, signature_keys=[signature])
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if quantize == "float16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    elif quantize == "dynamic":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    elif quantize == "int8":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = representative
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        if io != "float32":
+            converter.inference_input_type = tf.as_dtype(io)
+            converter.inference_output_type = tf.as_dtype(io)
+    return converter
+
+
+def convert(model, signature: str, quantize: str = "float32", io: str = "float32",
+            calibration: Optional[np.ndarray] = None, context: int = 10,
+            horizon: int = 10) -> bytes:
+    """Converts the `step` or `sequence` function of a VideoPredictor to a TFLite flatbuffer.
+
+    Args:
+        model: a VideoPredictor.
+        signature: contract.STEP or contract.SEQUENCE.
+        quantize: one of QUANTIZATIONS.
+        io: input/output type (int8 only): float32, int8 or uint8.
+        calibration: float32 clips (N, context + horizon, H, W, C); needed for int8.
+        context: frames observed (calibration rollouts; the sequence model's input length).
+        horizon: frames the sequence model predicts.
+
+    Returns:
+        The .tflite bytes.
+    """
+    check_options(quantize, io)
+    spec = C.for_model(model, batch=1)
+    if signature == C.STEP:
+        endpoint = (signatures.step_function(model), signatures.tensor_specs(spec.inputs(C.STEP)))
+    elif signature == C.SEQUENCE:
+        endpoint = (signatures.sequence_function(model, context, horizon),
+                    signatures.tensor_specs(spec.inputs(C.SEQUENCE, context)))
+    else:
+        raise VidgenError(f"Only {C.STEP!r} and {C.SEQUENCE!r} convert to TFLite. "
+                          f"Received: {signature!r}")
+    if quantize == "int8" and (calibration is None or not len(calibration)):
+        raise VidgenError("int8 quantization needs calibration clips (real data).")
+
+    def representative():
+        if signature == C.STEP:
+            yield from step_inputs(model, calibration, context)
+        else:
+            for clip in calibration:
+                yield {C.CONTEXT: clip[None, :context].astype(np.float32)}
+
+    tmp = tempfile.mkdtemp(prefix="vidgen-tflite-")
+    try:
+        path = os.path.join(tmp, "saved_model")
+        signatures.write_archive(model, path, {signature: endpoint})
+        try:
+            with warnings.catch_warnings():
+                # int8 calibration runs tf.lite's own (deprecated) interpreter internally.
+                warnings.simplefilter("ignore")
+                return _converter(path, signature, quantize, io, representative).convert()
+        except Exception as e:  # the converter raises many types, all with a useful message
+            raise VidgenError(f"TFLite conversion of {signature!r} ({quantize}) failed: "
+                              f"{str(e).strip().splitlines()[-1][:500]}") from e
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def model_filename(signature: str, quantize: str, io: str = "float32") -> str:
+    suffix = "" if io == "float32" else f"_io{io}"
+    return f"{signature}_{quantize}{suffix}.tflite"
+
+
+def export_tflite(run_dir: str, quantize: str = "float32", out_dir: Optional[str] = None,
+                  io: str = "float32", data: Optional[str] = None, calibration_clips: int = 16,
+                  sequence: bool = True, report_clips: int = 16,
+                  model_file: str = "model.keras") -> dict:
+    """Exports a run's step model (and sequence model) to TFLite, with a parity report.
+
+    Args:
+        run_dir: a training run directory.
+        quantize: float32, float16, dynamic or int8.
+        out_dir: where to write (default RUN/export/tflite).
+        io: integer I/O for int8 models: "int8" or "uint8"; default float32.
+        data: the source of calibration and report clips (default: the run's data).
+        calibration_clips: clips of the validation split used to calibrate int8.
+        sequence: also export the fixed-length sequence model.
+        report_clips: held-out test clips of the parity report (0: no report).
+        model_file: the model inside the run.
+
+    Returns:
+        {"step": path, "sequence": path or None, "report": report dict or None}.
+    """
+    from export.report import variant_report
+    from vidgen.evaluate import load_run
+
+    check_options(quantize, io)
+    cfg, model = load_run(run_dir, model_file)
+    out_dir = out_dir or os.path.join(run_dir, "export", "tflite")
+    context, horizon = cfg.data.context, cfg.data.horizon
+    calibration = None
+    if quantize == "int8":
+        calibration = load_clips(cfg, "val", calibration_clips, data)
+    written = {"step": None, "sequence": None, "report": None}
+    step_bytes = convert(model, C.STEP, quantize, io, calibration, context, horizon)
+    written["step"] = fileio.write_bytes_atomic(
+        os.path.join(out_dir, model_filename(C.STEP, quantize, io)), step_bytes)
+    if sequence:
+        seq_bytes = convert(model, C.SEQUENCE, quantize, io, calibration, context, horizon)
+        written["sequence"] = fileio.write_bytes_atomic(
+            os.path.join(out_dir, model_filename(C.SEQUENCE, quantize, io)), seq_bytes)
+    if report_clips:
+        clips = load_clips(cfg, "test", report_clips, data)
+        report = variant_report(model, written["step"], clips, context)
+        root = os.path.splitext(written["step"])[0]
+        fileio.write_json_atomic(root + ".json", report)
+        written["report"] = report
+    return written

@@ -1,0 +1,148 @@
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from export import contract as C
+from export.savedmodel import export_savedmodel, next_version
+from vidgen.errors import VidgenError
+
+# The command line TF installs beside the interpreter running the tests.
+SAVED_MODEL_CLI = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_run, tmp_path_factory):
+    base = tmp_path_factory.mktemp("models")
+    return str(base), export_savedmodel(tiny_run, str(base), "vidgen")
+
+
+def test_contract_names_are_explicit():
+    spec = C.Contract(frame_size=8, channels=1, state_shapes=[(2, 2, 4), (8, 8, 1)])
+    assert list(spec.inputs(C.SERVING_DEFAULT)) == ["context", "horizon"]
+    assert spec.inputs(C.PREDICT_UINT8)["context"].dtype == "uint8"
+    assert spec.outputs(C.PREDICT_UINT8)["frames"].dtype == "uint8"
+    assert list(spec.inputs(C.STEP)) == ["frame", "state_0", "state_1"]
+    assert list(spec.outputs(C.STEP)) == ["next_frame", "state_0", "state_1"]
+    assert spec.inputs(C.STEP)["state_1"].shape == (None, 8, 8, 1)
+    assert C.Contract(8, 1, [(2, 2, 4)], batch=1).inputs(C.SEQUENCE, 5)["context"].shape == (
+        1, 5, 8, 8, 1)
+    with pytest.raises(KeyError, match="Unknown signature"):
+        spec.inputs("classify")
+
+
+def test_layout_versions_and_no_leftovers(exported, tiny_run):
+    base, path = exported
+    assert path == os.path.join(base, "vidgen", "1")
+    assert os.path.isfile(os.path.join(path, "saved_model.pb"))
+    assert next_version(os.path.join(base, "vidgen")) == 2
+    with pytest.raises(VidgenError, match="already exists"):
+        export_savedmodel(tiny_run, base, "vidgen", version=1)
+    # Only numeric version directories are left where TF Serving looks.
+    assert os.listdir(os.path.join(base, "vidgen")) == ["1"]
+
+
+def test_warmup_requests_and_model_card(exported):
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    _, path = exported
+    extra = os.path.join(path, "assets.extra")
+    logs = [prediction_log_pb2.PredictionLog.FromString(r.numpy())
+            for r in tf.data.TFRecordDataset(os.path.join(extra, C.WARMUP_FILE))]
+    assert sorted(log.predict_log.request.model_spec.signature_name for log in logs) == sorted(
+        C.SAVEDMODEL_SIGNATURES)
+    for log in logs:
+        request = log.predict_log.request
+        assert request.model_spec.name == "vidgen"
+        if request.model_spec.signature_name == C.SERVING_DEFAULT:
+            assert set(request.inputs) == {"context", "horizon"}
+            assert tf.make_ndarray(request.inputs["context"]).shape == (1, 3, 16, 16, 1)
+    with open(os.path.join(extra, C.MODEL_CARD)) as f:
+        card = json.load(f)
+    assert card["version"] == 1 and card["frames"]["size"] == 16
+    assert card["signatures"]["step"]["inputs"]["state_0"]["shape"] == [None, 4, 4, 8]
+    assert card["config"]["data"]["context"] == 3
+
+
+def test_saved_model_cli_show_lists_signatures(exported):
+    _, path = exported
+    out = subprocess.run([SAVED_MODEL_CLI, "show", "--dir", path, "--all"],
+                         capture_output=True, text=True, check=True).stdout
+    for key in C.SAVEDMODEL_SIGNATURES:
+        assert f"signature_def['{key}']" in out
+    for name in ("inputs['context']", "inputs['horizon']", "outputs['frames']",
+                 "inputs['frame']", "inputs['state_0']", "outputs['next_frame']"):
+        assert name in out
+    for generated in ("input_1", "output_0", "args_0"):
+        assert generated not in out
+
+
+def test_session_loader_matches_keras(exported, tiny_model, tmp_path):
+    """saved_model_cli run: TF's session-based loader, the one TF Serving uses."""
+    _, path = exported
+    _, model = tiny_model
+    context = np.random.default_rng(1).random((2, 4, 16, 16, 1), dtype=np.float32)
+    np.save(tmp_path / "context.npy", context)
+    np.save(tmp_path / "horizon.npy", np.int32(5))
+    subprocess.run([SAVED_MODEL_CLI, "run", "--dir", path, "--tag_set", "serve",
+                    "--signature_def", "serving_default",
+                    "--inputs", f"context={tmp_path / 'context.npy'};"
+                                f"horizon={tmp_path / 'horizon.npy'}",
+                    "--outdir", str(tmp_path / "out")], capture_output=True, check=True)
+    got = np.load(tmp_path / "out" / "frames.npy")
+    want = np.asarray(model.rollout(context, 5))
+    assert got.shape == (2, 5, 16, 16, 1)
+    np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_uint8_and_step_signatures_match_keras(exported, tiny_model):
+    _, path = exported
+    _, model = tiny_model
+    loaded = tf.saved_model.load(path)
+    clip = np.random.default_rng(2).integers(0, 256, (1, 3, 16, 16, 1), dtype=np.uint8)
+    got = loaded.signatures[C.PREDICT_UINT8](context=tf.constant(clip),
+                                             horizon=tf.constant(4))[C.FRAMES].numpy()
+    want = np.asarray(model.rollout(clip.astype(np.float32) / 255.0, 4))
+    assert got.dtype == np.uint8
+    assert np.abs(got.astype(int) - np.round(want * 255).astype(int)).max() <= 1
+
+    states = [np.random.default_rng(3).random((1,) + s, dtype=np.float32)
+              for s in model.state_shapes]
+    frame = clip[:, 0].astype(np.float32) / 255.0
+    feeds = {C.FRAME: frame, **{C.state_name(i): s for i, s in enumerate(states)}}
+    out = loaded.signatures[C.STEP](**{k: tf.constant(v) for k, v in feeds.items()})
+    want_frame, want_states = model.step(frame, states)
+    np.testing.assert_allclose(out[C.NEXT_FRAME].numpy(), want_frame, atol=1e-5)
+    for i, s in enumerate(want_states):
+        np.testing.assert_allclose(out[C.state_name(i)].numpy(), s, atol=1e-5)
+
+
+def test_bad_requests_are_rejected_by_the_graph(exported):
+    _, path = exported
+    serve = tf.saved_model.load(path).signatures[C.SERVING_DEFAULT]
+    context = tf.zeros((1, 2, 16, 16, 1))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="horizon must be >= 1"):
+        serve(context=context, horizon=tf.constant(0))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="horizon must be <= 1000"):
+        serve(context=context, horizon=tf.constant(C.MAX_HORIZON + 1))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="at least one frame"):
+        serve(context=tf.zeros((1, 0, 16, 16, 1)), horizon=tf.constant(2))
+
+
+def test_bad_export_arguments(tiny_run, tmp_path):
+    with pytest.raises(VidgenError, match="not a run directory"):
+        export_savedmodel(str(tmp_path), str(tmp_path / "m"), "vidgen")
+    with pytest.raises(VidgenError, match="Model name"):
+        export_savedmodel(tiny_run, str(tmp_path / "m"), "../escape")
+    with pytest.raises(VidgenError, match="positive integer"):
+        export_savedmodel(tiny_run, str(tmp_path / "m"), "vidgen", version=0)
+    empty_run = tmp_path / "run"
+    empty_run.mkdir()
+    (empty_run / "config.json").write_text(open(os.path.join(tiny_run, "config.json")).read())
+    with pytest.raises(VidgenError, match="has no model.keras"):
+        export_savedmodel(str(empty_run), str(tmp_path / "m"), "vidgen")
+    assert not (tmp_path / "m" / "vidgen").exists() or not os.listdir(tmp_path / "m" / "vidgen")

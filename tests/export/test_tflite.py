@@ -1,0 +1,153 @@
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from export import contract as C
+from export.report import build_report
+from export.runner import StepRunner, load_interpreter
+from export.tflite import check_options, export_tflite, load_clips
+from vidgen.errors import VidgenError
+
+
+def op_names(path: str) -> set[str]:
+    interpreter = load_interpreter(path)
+    return {op["op_name"] for op in interpreter._get_ops_details()}
+
+
+def test_float32_step_model_matches_keras(float_tflite, tiny_model):
+    cfg, model = tiny_model
+    report = float_tflite["report"]
+    assert report["max_abs_diff"] <= 1e-4
+    assert abs(report["ssim_drop"]) <= 1e-4
+    runner = StepRunner(float_tflite["step"])
+    assert runner.state_names == C.for_model(model).state_names()
+    assert runner.frame_shape == (16, 16, 1)
+    # Streaming through the interpreter is the Keras rollout.
+    clip = load_clips(cfg, "test", 1)[0]
+    got = runner.rollout(clip[:3], 4)
+    want = np.asarray(model.rollout(clip[None, :3], 4))[0]
+    np.testing.assert_allclose(got, want, atol=1e-4)
+
+
+def test_builtin_ops_only(float_tflite, int8_tflite):
+    for path in (float_tflite["step"], float_tflite["sequence"], int8_tflite["step"],
+                 int8_tflite["sequence"]):
+        ops = op_names(path)
+        assert ops and not any(op.startswith("Flex") for op in ops), (path, ops)
+
+
+def test_sequence_model_matches_keras(float_tflite, tiny_model):
+    cfg, model = tiny_model
+    interpreter = load_interpreter(float_tflite["sequence"])
+    run = interpreter.get_signature_runner(C.SEQUENCE)
+    assert set(run.get_input_details()) == {C.CONTEXT}
+    assert set(run.get_output_details()) == {C.FRAMES}
+    clip = load_clips(cfg, "test", 1)[:, :3]
+    got = run(context=clip)[C.FRAMES]
+    np.testing.assert_allclose(got, np.asarray(model.rollout(clip, 3)), atol=1e-4)
+
+
+def test_int8_is_integer_smaller_and_close(int8_tflite, float_tflite):
+    interpreter = load_interpreter(int8_tflite["step"])
+    dtypes = {t["dtype"] for t in interpreter.get_tensor_details()}
+    assert np.int8 in dtypes
+    assert os.path.getsize(int8_tflite["step"]) < os.path.getsize(float_tflite["step"])
+    report = int8_tflite["report"]
+    assert np.isfinite(report["max_abs_diff"]) and report["max_abs_diff"] < 0.5
+    assert set(report["step_ms"]) == {"1", "2"}
+
+
+def test_int8_with_uint8_io(tiny_run, tmp_path):
+    written = export_tflite(tiny_run, "int8", out_dir=str(tmp_path), io="uint8",
+                            calibration_clips=4, sequence=False, report_clips=0)
+    runner = StepRunner(written["step"])
+    assert runner.input_details[C.FRAME]["dtype"] == np.uint8
+    frames = runner.rollout(np.zeros((2, 16, 16, 1), np.float32), 3)
+    assert frames.dtype == np.float32 and frames.shape == (3, 16, 16, 1)
+    assert frames.min() >= 0.0 and frames.max() <= 1.0
+    assert os.path.basename(written["step"]) == "step_int8_iouint8.tflite"
+
+
+def test_option_errors(tiny_run, tmp_path):
+    with pytest.raises(VidgenError, match="--quantize must be one of"):
+        check_options("int4")
+    with pytest.raises(VidgenError, match="needs --quantize int8"):
+        check_options("float16", "uint8")
+    with pytest.raises(VidgenError, match="could not be read"):
+        export_tflite(tiny_run, "int8", out_dir=str(tmp_path),
+                      data=str(tmp_path / "missing.npy"))
+    assert not list(tmp_path.glob("*.tflite"))
+
+
+def test_step_runner_rejects_bad_inputs(float_tflite):
+    runner = StepRunner(float_tflite["step"])
+    states = runner.initial_states()
+    frame = np.zeros((16, 16, 1), np.float32)
+    with pytest.raises(VidgenError, match=r"expected a dict with keys \['state_0'"):
+        runner.step(frame, {"h": states["state_0"]})
+    with pytest.raises(VidgenError, match=r"Input 'frame': expected shape \(1, 16, 16, 1\)"):
+        runner.step(np.zeros((32, 32, 1), np.float32), states)
+    with pytest.raises(VidgenError, match="expected float32 values"):
+        runner.step(np.zeros((16, 16, 1), np.uint8), states)
+    with pytest.raises(VidgenError, match="NaN or Inf"):
+        runner.step(np.full((16, 16, 1), np.nan, np.float32), states)
+    with pytest.raises(VidgenError, match="does not exist"):
+        StepRunner(str(float_tflite["step"]) + ".missing")
+    with pytest.raises(VidgenError, match="has no 'step' signature"):
+        StepRunner(float_tflite["sequence"])
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "flipped"])
+def test_corrupt_tflite_is_an_error_not_a_crash(float_tflite, tmp_path, damage):
+    content = bytearray(open(float_tflite["step"], "rb").read())
+    if damage == "garbage":
+        content = bytearray(np.random.default_rng(0).bytes(4000))
+    elif damage == "truncated":
+        content = content[:len(content) // 3]
+    else:
+        # Header intact, the FlatBuffer tables behind it scrambled.
+        rng = np.random.default_rng(0)
+        for i in rng.integers(16, len(content) // 2, 300):
+            content[i] = int(rng.integers(0, 256))
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes(bytes(content))
+    clip = tmp_path / "clip.npy"
+    np.save(clip, np.zeros((5, 16, 16), np.uint8))
+    # In a subprocess: a native crash would show as a negative return code.
+    result = subprocess.run(
+        [sys.executable, "-m", "export.cli", "run-tflite", str(bad), "--input", str(clip),
+         "--context", "3", "--horizon", "2", "--out", str(tmp_path / "out.gif")],
+        capture_output=True, text=True, cwd=os.path.dirname(os.path.dirname(C.__file__)))
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "vidgen-export: error:" in result.stderr
+    assert "bad.tflite" in result.stderr
+    assert not (tmp_path / "out.gif").exists()
+
+
+def test_run_tflite_streams_a_clip(float_tflite, tmp_path):
+    from export.cli import main
+
+    clip = tmp_path / "clip.npy"
+    np.save(clip, np.random.default_rng(0).integers(0, 255, (8, 24, 24), dtype=np.uint8))
+    out = tmp_path / "out.gif"
+    assert main(["run-tflite", float_tflite["step"], "--input", str(clip), "--context", "3",
+                 "--horizon", "5", "--out", str(out)]) == 0
+    assert out.exists() and (tmp_path / "out_compare.gif").exists()
+    # Too short for the context: one sentence, exit code 2.
+    assert main(["run-tflite", float_tflite["step"], "--input", str(clip), "--context", "9",
+                 "--horizon", "5", "--out", str(out)]) == 2
+
+
+def test_report_writes_tables_and_targets(tiny_run, tmp_path):
+    report = build_report(tiny_run, ("float32", "int8"), out_dir=str(tmp_path), clips=4,
+                          calibration_clips=4, progress=False)
+    assert set(report["variants"]) == {"float32", "int8"}
+    assert set(report["targets"]) == {"float32_max_abs_diff", "int8_ssim_drop",
+                                      "int8_size_ratio"}
+    assert report["targets"]["float32_max_abs_diff"]["pass"]
+    assert (tmp_path / "report.json").exists()
+    table = (tmp_path / "report.md").read_text()
+    assert "| float32 |" in table and "| int8 |" in table
