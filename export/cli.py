@@ -42,11 +42,8 @@ def _cmd_tflite(args) -> int:
     for kind in ("step", "sequence"):
         if written[kind]:
             print(f"Wrote {written[kind]} ({os.path.getsize(written[kind]) / 1024:.0f} KB)")
-    report = written["report"]
-    if report:
-        print(f"Against Keras on {report['clips']} test clips: max abs diff "
-              f"{report['max_abs_diff']:.2e}, SSIM {report['ssim']:.4f} (Keras "
-              f"{report['keras_ssim']:.4f}), {report['step_ms']['1']:.2f} ms/step (1 thread)")
+    if written["report"]:
+        print(written["report"]["markdown"])
     return 0
 
 

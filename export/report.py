@@ -127,6 +127,33 @@ def markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def summarize(run_dir: str, cfg, clips: np.ndarray, reference: np.ndarray,
+              variants: dict[str, dict]) -> dict:
+    """The report of `variants` (quantization -> variant_report) with the target checks."""
+    import platform
+
+    context = cfg.data.context
+    keras_metrics = M.MetricAccumulator()
+    keras_metrics.update(reference, clips[:, context:])
+    keras_metrics = keras_metrics.result()
+    return {
+        "run": os.path.abspath(run_dir),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.system()}",
+        "clips": int(len(clips)), "context": context, "horizon": cfg.data.horizon,
+        "keras": {"psnr": keras_metrics["psnr"]["mean"], "ssim": keras_metrics["ssim"]["mean"]},
+        "variants": variants,
+        "targets": check_targets(variants),
+    }
+
+
+def write_report(root: str, report: dict) -> str:
+    """Writes ROOT.json and ROOT.md; returns the Markdown."""
+    fileio.write_json_atomic(root + ".json", report)
+    md = markdown(report)
+    fileio.write_bytes_atomic(root + ".md", md.encode())
+    return md
+
+
 def build_report(run_dir: str, quantizations=T.QUANTIZATIONS, out_dir: Optional[str] = None,
                  data: Optional[str] = None, clips: int = 16, calibration_clips: int = 16,
                  progress: bool = True) -> dict:
@@ -134,8 +161,6 @@ def build_report(run_dir: str, quantizations=T.QUANTIZATIONS, out_dir: Optional[
 
     Writes OUT/report.json and OUT/report.md (OUT defaults to RUN/export/tflite).
     """
-    import platform
-
     from tqdm import tqdm
 
     from vidgen.evaluate import load_run
@@ -152,23 +177,9 @@ def build_report(run_dir: str, quantizations=T.QUANTIZATIONS, out_dir: Optional[
     for quantize in tqdm(quantizations, desc="tflite variants", disable=not progress):
         content = T.convert(model, "step", quantize, "float32", calibration, context,
                             cfg.data.horizon)
-        path = fileio.write_bytes_atomic(os.path.join(out_dir, T.model_filename("step", quantize)),
-                                    content)
+        path = fileio.write_bytes_atomic(
+            os.path.join(out_dir, T.model_filename("step", quantize)), content)
         variants[quantize] = variant_report(model, path, test, context, reference)
-    keras_metrics = M.MetricAccumulator()
-    keras_metrics.update(reference, test[:, context:])
-    keras_metrics = keras_metrics.result()
-    report = {
-        "run": os.path.abspath(run_dir),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.system()}",
-        "clips": int(len(test)), "context": context, "horizon": cfg.data.horizon,
-        "keras": {"psnr": keras_metrics["psnr"]["mean"], "ssim": keras_metrics["ssim"]["mean"]},
-        "variants": variants,
-        "targets": check_targets(variants),
-    }
-    fileio.write_json_atomic(os.path.join(out_dir, "report.json"), report)
-    md = markdown(report)
-    fileio.write_bytes_atomic(os.path.join(out_dir, "report.md"), md.encode())
-    report["markdown"] = md
+    report = summarize(run_dir, cfg, test, reference, variants)
+    report["markdown"] = write_report(os.path.join(out_dir, "report"), report)
     return report
-

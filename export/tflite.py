@@ -185,7 +185,7 @@ def export_tflite(run_dir: str, quantize: str = "float32", out_dir: Optional[str
     Returns:
         {"step": path, "sequence": path or None, "report": report dict or None}.
     """
-    from export.report import variant_report
+    from export.report import keras_rollouts, summarize, variant_report, write_report
     from vidgen.evaluate import load_run
 
     check_options(quantize, io)
@@ -205,8 +205,9 @@ def export_tflite(run_dir: str, quantize: str = "float32", out_dir: Optional[str
             os.path.join(out_dir, model_filename(C.SEQUENCE, quantize, io)), seq_bytes)
     if report_clips:
         clips = load_clips(cfg, "test", report_clips, data)
-        report = variant_report(model, written["step"], clips, context)
-        root = os.path.splitext(written["step"])[0]
-        fileio.write_json_atomic(root + ".json", report)
+        reference = keras_rollouts(model, clips, context)
+        variant = variant_report(model, written["step"], clips, context, reference)
+        report = summarize(run_dir, cfg, clips, reference, {quantize: variant})
+        report["markdown"] = write_report(os.path.splitext(written["step"])[0], report)
         written["report"] = report
     return written
