@@ -72,7 +72,7 @@ def test_bad_values_are_reported(override, message):
 
 
 def test_unknown_preset():
-    with pytest.raises(ConfigError, match="Valid presets: moving_mnist, quick, shapes"):
+    with pytest.raises(ConfigError, match="Valid presets: moving_mnist, quick, quick_gan, shapes"):
         get_preset("fast")
 
 

@@ -145,6 +145,11 @@ class ModelConfig:
         sampling_steps: optimizer steps over which scheduled sampling moves
             from true frames to the model's own predictions (0: own only).
         context_loss_weight: weight of the next-frame loss on context frames.
+        frame_critic_filters: channels of the per-frame critic's stages
+            (adversarial training only; empty: no frame critic).
+        video_critic_filters: channels of the spatio-temporal critic's stages
+            (adversarial training only; empty: no video critic).
+        critic_frames: predicted frames per clip the frame critic scores.
     """
 
     encoder_filters: tuple[int, ...] = (32, 64)
@@ -158,10 +163,17 @@ class ModelConfig:
     difference_input: bool = True
     sampling_steps: int = 0
     context_loss_weight: float = 1.0
+    frame_critic_filters: tuple[int, ...] = (32, 64, 128)
+    video_critic_filters: tuple[int, ...] = (16, 32, 64)
+    critic_frames: int = 4
 
     def validate(self) -> None:
-        _positive(self, "kernel_size")
+        _positive(self, "kernel_size", "critic_frames")
         _non_negative(self, "sampling_steps", "context_loss_weight")
+        for name in ("frame_critic_filters", "video_critic_filters"):
+            if getattr(self, name) and min(getattr(self, name)) <= 0:
+                raise ConfigError(f"model.{name} must be positive integers (or empty for no "
+                                  f"critic). Received: {list(getattr(self, name))}")
         for name in ("encoder_filters", "decoder_filters"):
             value = getattr(self, name)
             if len(value) != 2 or min(value) <= 0:
@@ -203,6 +215,11 @@ class TrainConfig:
         weight_decay: AdamW weight decay (0: plain Adam).
         clipnorm: gradient-norm clipping (0: none).
         mse_weight, l1_weight, bce_weight, ssim_weight: loss terms.
+        adversarial: "none" (a plain VideoPredictor), or the critic loss of a
+            VideoGAN: "hinge" or "nonsaturating".
+        adversarial_weight: weight of the generator's adversarial term.
+        feature_matching_weight: weight of the critic feature-matching term.
+        critic_learning_rate: learning rate of the critics (0: learning_rate).
         time_budget_minutes: stop training after this wall time (0: none);
             the epoch in progress ends early and the run is finished as usual.
         jit_compile: XLA; off by default (14x slower on a 2-core CPU, measured).
@@ -224,6 +241,10 @@ class TrainConfig:
     l1_weight: float = 0.0
     bce_weight: float = 1.0
     ssim_weight: float = 0.0
+    adversarial: str = "none"
+    adversarial_weight: float = 0.01
+    feature_matching_weight: float = 0.0
+    critic_learning_rate: float = 0.0
     time_budget_minutes: float = 0.0
     jit_compile: bool = False
     sample_clips: int = 4
@@ -234,7 +255,12 @@ class TrainConfig:
                   "sample_clips")
         _non_negative(self, "val_batches", "warmup_steps", "weight_decay", "clipnorm",
                       "mse_weight", "l1_weight", "bce_weight", "ssim_weight",
-                      "time_budget_minutes", "lr_final_fraction")
+                      "time_budget_minutes", "lr_final_fraction", "adversarial_weight",
+                      "feature_matching_weight", "critic_learning_rate")
+        if self.adversarial not in ("none", "hinge", "nonsaturating"):
+            raise ConfigError(
+                "train.adversarial must be 'none', 'hinge' or 'nonsaturating'. "
+                f"Received: train.adversarial={self.adversarial!r}")
         if self.lr_schedule not in ("cosine", "constant"):
             raise ConfigError(
                 "train.lr_schedule must be 'cosine' or 'constant'. "

@@ -30,7 +30,11 @@ BASELINES = ("copy_last", "black")
 
 
 def load_run(run_dir: str, model_file: str = "model.keras"):
-    """Returns (config, model) of a run directory, with clear errors."""
+    """Returns (config, predictor) of a run directory, with clear errors.
+
+    For an adversarial run the predictor is the VideoGAN's generator: what
+    evaluation, generation and export use.
+    """
     import keras
 
     import vidgen.models  # noqa: F401  (registers the classes for deserialisation)
@@ -50,7 +54,9 @@ def load_run(run_dir: str, model_file: str = "model.keras"):
         model = keras.saving.load_model(path, compile=False)
     except (OSError, ValueError) as e:
         raise VidgenError(f"Model file {path!r} could not be loaded: {e}") from None
-    return cfg, model
+    from vidgen.models import VideoGAN
+
+    return cfg, model.generator if isinstance(model, VideoGAN) else model
 
 
 def count_flops(model, context: int, horizon: int) -> int:

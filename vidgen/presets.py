@@ -44,6 +44,19 @@ PRESETS: dict[str, Config] = {
         train=TrainConfig(batch_size=16, epochs=200, steps_per_epoch=1000,
                           learning_rate=1e-3, warmup_steps=1000, bce_weight=1.0),
     ),
+    # The quick model trained as the generator of a VideoGAN: the same data, model and
+    # time budget, plus a per-frame critic on 4 predicted frames and a 3D-conv critic on
+    # the whole clip (hinge loss). Compare its run with `make train`'s.
+    "quick_gan": Config(
+        data=DataConfig(source="digits", frame_size=64, channels=1, context=10, horizon=10,
+                        min_digits=1, max_digits=3),
+        model=dataclasses.replace(_QUICK_MODEL, frame_critic_filters=(16, 32, 64),
+                                  video_critic_filters=(16, 32, 64), critic_frames=4),
+        train=TrainConfig(batch_size=8, epochs=9, steps_per_epoch=100, val_batches=8,
+                          learning_rate=3e-3, warmup_steps=50, bce_weight=1.0,
+                          adversarial="hinge", adversarial_weight=0.01,
+                          critic_learning_rate=1e-3, time_budget_minutes=13.0),
+    ),
     # Colour moving shapes: the RGB path, a natural-video loss (L1 + SSIM).
     "shapes": Config(
         data=DataConfig(source="shapes", frame_size=64, channels=3, context=10, horizon=10,

@@ -365,11 +365,17 @@ class VideoPredictor(keras.Model):
 
     # --------------------------------------------------------------- training
 
-    def teacher_probability(self):
-        """Probability of feeding the true frame at the current optimizer step."""
-        if self.sampling_steps == 0 or self.optimizer is None:
+    def teacher_probability(self, iterations=None):
+        """Probability of feeding the true frame after `iterations` optimizer steps.
+
+        Args:
+            iterations: optimizer steps taken (default: this model's optimizer's).
+        """
+        if iterations is None:
+            iterations = None if self.optimizer is None else self.optimizer.iterations
+        if self.sampling_steps == 0 or iterations is None:
             return ops.convert_to_tensor(0.0)
-        step = ops.cast(self.optimizer.iterations, "float32")
+        step = ops.cast(iterations, "float32")
         return ops.maximum(0.0, 1.0 - step / float(self.sampling_steps))
 
     def unroll(self, context, target, teacher_prob):
@@ -395,20 +401,21 @@ class VideoPredictor(keras.Model):
         context_preds = ops.stack(context_preds, axis=1) if context_preds else None
         return context_preds, ops.stack(preds, axis=1)
 
-    def _objective(self, context, target, context_preds, preds):
-        loss = self.loss(target, preds)
+    def objective(self, loss_fn, context, target, context_preds, preds):
+        """Reconstruction loss of an unroll: predicted targets plus weighted context steps."""
+        loss = loss_fn(target, preds)
         if context_preds is not None and self.context_loss_weight:
-            loss = loss + self.context_loss_weight * self.loss(context[:, 1:], context_preds)
+            loss = loss + self.context_loss_weight * loss_fn(context[:, 1:], context_preds)
         return loss
 
     def train_step(self, data):
         import tensorflow as tf
 
-        context, target = data
+        context, target, _ = keras.utils.unpack_x_y_sample_weight(data)
         teacher_prob = self.teacher_probability()
         with tf.GradientTape() as tape:
             context_preds, preds = self.unroll(context, target, teacher_prob)
-            loss = self._objective(context, target, context_preds, preds)
+            loss = self.objective(self.loss, context, target, context_preds, preds)
         grads = tape.gradient(loss, self.trainable_variables)
         self.optimizer.apply(grads, self.trainable_variables)
         self.loss_tracker.update_state(loss)
@@ -416,7 +423,7 @@ class VideoPredictor(keras.Model):
         return {m.name: m.result() for m in (self.loss_tracker, self.teacher_tracker)}
 
     def test_step(self, data):
-        context, target = data
+        context, target, _ = keras.utils.unpack_x_y_sample_weight(data)
         # Honest validation: a full autoregressive rollout, no true frame after the context.
         preds = self.rollout(context, target.shape[1])
         loss = self.loss(target, preds)

@@ -1,9 +1,9 @@
-"""`vidgen train`: fit a VideoPredictor and write a run directory.
+"""`vidgen train`: fit a VideoPredictor (or a VideoGAN around one) and write a run directory.
 
 A run directory holds everything a run makes:
 
     RUN/config.json          the resolved config, written before the first step
-    RUN/model.keras          the best model by validation rollout MSE
+    RUN/model.keras          the best model by validation rollout loss
     RUN/checkpoints/         last.keras (after every epoch) and best.json
     RUN/backup/              BackupAndRestore state for --resume
     RUN/logs/                TensorBoard events and history.csv
@@ -33,7 +33,7 @@ import numpy as np
 from vidgen.config import Config
 from vidgen.errors import ConfigError, VidgenError
 from vidgen.fileio import write_json_atomic
-from vidgen.models import VideoPredictor
+from vidgen.models import FrameDiscriminator, VideoDiscriminator, VideoGAN, VideoPredictor
 from vidgen.training import callbacks as cb
 from vidgen.training.losses import ReconstructionLoss
 
@@ -50,9 +50,25 @@ def model_kwargs(cfg: Config) -> dict[str, Any]:
                 seed=cfg.train.seed)
 
 
-def build_model(cfg: Config) -> VideoPredictor:
+def build_model(cfg: Config) -> VideoPredictor | VideoGAN:
+    """The model of `cfg`: a VideoPredictor, or a VideoGAN when train.adversarial is set."""
     keras.utils.set_random_seed(cfg.train.seed)
-    return VideoPredictor(**model_kwargs(cfg), name="video_predictor")
+    predictor = VideoPredictor(**model_kwargs(cfg), name="video_predictor")
+    if cfg.train.adversarial == "none":
+        return predictor
+    m, d = cfg.model, cfg.data
+    frame_critic = video_critic = None
+    if m.frame_critic_filters:
+        frame_critic = FrameDiscriminator(d.frame_size, d.channels, m.frame_critic_filters,
+                                          name="frame_critic")
+    if m.video_critic_filters:
+        video_critic = VideoDiscriminator(d.frame_size, d.channels, m.video_critic_filters,
+                                          name="video_critic")
+    if frame_critic is None and video_critic is None:
+        raise ConfigError("train.adversarial needs a critic: model.frame_critic_filters and "
+                          "model.video_critic_filters are both empty.")
+    return VideoGAN(predictor, frame_critic, video_critic, critic_frames=m.critic_frames,
+                    seed=cfg.train.seed, name="video_gan")
 
 
 def build_loss(cfg: Config) -> ReconstructionLoss:
@@ -61,26 +77,38 @@ def build_loss(cfg: Config) -> ReconstructionLoss:
                               bce_weight=t.bce_weight, ssim_weight=t.ssim_weight)
 
 
-def build_optimizer(cfg: Config) -> keras.optimizers.Optimizer:
+def build_optimizer(cfg: Config, learning_rate: Optional[float] = None
+                    ) -> keras.optimizers.Optimizer:
+    """Adam(W) with the configured schedule; `learning_rate` overrides the peak rate."""
     t = cfg.train
+    peak = learning_rate or t.learning_rate
     total = t.epochs * t.steps_per_epoch
     if t.lr_schedule == "cosine":
         lr = keras.optimizers.schedules.CosineDecay(
-            initial_learning_rate=0.0 if t.warmup_steps else t.learning_rate,
+            initial_learning_rate=0.0 if t.warmup_steps else peak,
             decay_steps=max(1, total - t.warmup_steps), alpha=t.lr_final_fraction,
-            warmup_target=t.learning_rate if t.warmup_steps else None,
+            warmup_target=peak if t.warmup_steps else None,
             warmup_steps=t.warmup_steps)
     else:
-        lr = t.learning_rate
+        lr = peak
     kwargs = {"clipnorm": t.clipnorm} if t.clipnorm else {}
     if t.weight_decay:
         return keras.optimizers.AdamW(lr, weight_decay=t.weight_decay, **kwargs)
     return keras.optimizers.Adam(lr, **kwargs)
 
 
-def compile_model(model: VideoPredictor, cfg: Config) -> VideoPredictor:
-    model.compile(optimizer=build_optimizer(cfg), loss=build_loss(cfg),
-                  jit_compile=cfg.train.jit_compile)
+def compile_model(model: VideoPredictor | VideoGAN, cfg: Config) -> VideoPredictor | VideoGAN:
+    t = cfg.train
+    if isinstance(model, VideoGAN):
+        model.compile(g_optimizer=build_optimizer(cfg),
+                      d_optimizer=build_optimizer(cfg, t.critic_learning_rate or None),
+                      reconstruction_loss=build_loss(cfg), adversarial=t.adversarial,
+                      adversarial_weight=t.adversarial_weight,
+                      feature_matching_weight=t.feature_matching_weight,
+                      jit_compile=t.jit_compile)
+    else:
+        model.compile(optimizer=build_optimizer(cfg), loss=build_loss(cfg),
+                      jit_compile=t.jit_compile)
     return model
 
 
