@@ -10,6 +10,7 @@ Signatures of a SavedModel (TF Serving):
     predict_uint8    context uint8 (batch, time, H, W, C), horizon int32 ()
                      -> frames uint8 (batch, horizon, H, W, C)   (4x fewer bytes on the wire)
     step             frame float32 (batch, H, W, C), state_0 .. state_{n-1} float32
+                     [, noise float32 (batch, h, w, latent) for a stochastic model]
                      -> next_frame float32 (batch, H, W, C), state_0 .. state_{n-1}
 
 The TFLite step model has the `step` signature with batch 1; the TFLite
@@ -39,6 +40,7 @@ HORIZON = "horizon"
 FRAMES = "frames"
 FRAME = "frame"
 NEXT_FRAME = "next_frame"
+NOISE = "noise"  # standard normal draws of a stochastic model's latent variable
 
 # A request may ask for at most this many frames: the rollout's memory grows with it.
 MAX_HORIZON = 1000
@@ -72,12 +74,15 @@ class Contract:
         channels: 1 or 3.
         state_shapes: shape (without batch) of every recurrent state, in step order.
         batch: fixed batch size (TFLite: 1) or None for any.
+        noise_shape: shape (without batch) of one step's latent noise; None for
+            a deterministic model.
     """
 
     frame_size: int
     channels: int
     state_shapes: tuple[tuple[int, ...], ...]
     batch: Optional[int] = None
+    noise_shape: Optional[tuple[int, ...]] = None
 
     def __post_init__(self):
         object.__setattr__(self, "state_shapes", tuple(tuple(s) for s in self.state_shapes))
@@ -89,8 +94,9 @@ class Contract:
     def state_names(self) -> list[str]:
         return [state_name(i) for i in range(len(self.state_shapes))]
 
-    def inputs(self, signature: str, context: Optional[int] = None) -> dict[str, TensorInfo]:
-        """Named inputs of `signature` (`context`: fixed context length, None = dynamic)."""
+    def inputs(self, signature: str, context: Optional[int] = None,
+               horizon: Optional[int] = None) -> dict[str, TensorInfo]:
+        """Named inputs of `signature` (`context`, `horizon`: fixed lengths, None = dynamic)."""
         b = self.batch
         if signature in (SERVING_DEFAULT, PREDICT_UINT8):
             dtype = "uint8" if signature == PREDICT_UINT8 else "float32"
@@ -100,9 +106,16 @@ class Contract:
             out = {FRAME: TensorInfo("float32", (b,) + self.frame_shape)}
             for name, shape in zip(self.state_names(), self.state_shapes):
                 out[name] = TensorInfo("float32", (b,) + shape)
+            if self.noise_shape:
+                out[NOISE] = TensorInfo("float32", (b,) + tuple(self.noise_shape))
             return out
         if signature == SEQUENCE:
-            return {CONTEXT: TensorInfo("float32", (b, context) + self.frame_shape)}
+            out = {CONTEXT: TensorInfo("float32", (b, context) + self.frame_shape)}
+            if self.noise_shape:
+                # One draw per step: the context steps, then the predicted ones.
+                steps = None if context is None or horizon is None else context + horizon - 1
+                out[NOISE] = TensorInfo("float32", (b, steps) + tuple(self.noise_shape))
+            return out
         raise KeyError(f"Unknown signature {signature!r}. Known: "
                        f"{', '.join(SAVEDMODEL_SIGNATURES + (SEQUENCE,))}")
 
@@ -130,4 +143,5 @@ class Contract:
 def for_model(model, batch: Optional[int] = None) -> Contract:
     """The contract of a `vidgen.models.VideoPredictor`."""
     return Contract(frame_size=model.frame_size, channels=model.channels,
-                    state_shapes=tuple(model.state_shapes), batch=batch)
+                    state_shapes=tuple(model.state_shapes), batch=batch,
+                    noise_shape=model.noise_shape)

@@ -41,13 +41,41 @@ def step_latency_ms(path: str, num_threads: int, steps: int = 30) -> float:
     return float(np.median(times[3:]) * 1000.0)
 
 
-def keras_rollouts(model, clips: np.ndarray, context: int) -> np.ndarray:
-    """Float Keras predictions of clips[:, context:] from clips[:, :context]."""
+def rollout_noise(model, clips: np.ndarray, context: int) -> Optional[np.ndarray]:
+    """Fixed standard normal draws (clips, steps, *noise_shape) for a stochastic model."""
+    if not model.noise_shape:
+        return None
+    steps = clips.shape[1] - 1
+    rng = np.random.default_rng(0)
+    return rng.standard_normal((len(clips), steps) + model.noise_shape).astype(np.float32)
+
+
+def keras_rollouts(model, clips: np.ndarray, context: int,
+                   noise: Optional[np.ndarray] = None) -> np.ndarray:
+    """Float Keras predictions of clips[:, context:] from clips[:, :context].
+
+    With `noise` (clips, steps, *noise_shape) a stochastic model uses these
+    draws, the ones the TFLite runner is given, so the two can be compared.
+    """
     import tensorflow as tf
 
     horizon = clips.shape[1] - context
-    rollout = tf.function(lambda x: model.rollout(x, horizon))
-    return np.asarray(rollout(clips[:, :context]))
+    if noise is None:
+        rollout = tf.function(lambda x: model.rollout(x, horizon))
+        return np.asarray(rollout(clips[:, :context]))
+
+    @tf.function
+    def rollout_with(x, draws):
+        states = model.initial_states(tf.shape(x)[0])
+        for t in range(context):
+            frame, states = model.step(x[:, t], states, noise=draws[:, t])
+        out = [frame]
+        for i in range(horizon - 1):
+            frame, states = model.step(frame, states, noise=draws[:, context + i])
+            out.append(frame)
+        return tf.stack(out, axis=1)
+
+    return np.asarray(rollout_with(clips[:, :context], noise))
 
 
 def variant_report(model, step_path: str, clips: np.ndarray, context: int,
@@ -63,9 +91,13 @@ def variant_report(model, step_path: str, clips: np.ndarray, context: int,
         threads: interpreter thread counts to time.
     """
     truth = clips[:, context:]
-    reference = keras_rollouts(model, clips, context) if reference is None else reference
+    noise = rollout_noise(model, clips, context)
+    if reference is None:
+        reference = keras_rollouts(model, clips, context, noise)
     runner = StepRunner(step_path, num_threads=1)
-    predicted = np.stack([runner.rollout(clip[:context], truth.shape[1]) for clip in clips])
+    predicted = np.stack([
+        runner.rollout(clip[:context], truth.shape[1], None if noise is None else noise[i])
+        for i, clip in enumerate(clips)])
     ours, keras_metrics = M.MetricAccumulator(), M.MetricAccumulator()
     ours.update(predicted, truth)
     keras_metrics.update(reference, truth)
@@ -172,7 +204,7 @@ def build_report(run_dir: str, quantizations=T.QUANTIZATIONS, out_dir: Optional[
     calibration = None
     if "int8" in quantizations:
         calibration = T.load_clips(cfg, "val", calibration_clips, data)
-    reference = keras_rollouts(model, test, context)
+    reference = keras_rollouts(model, test, context, rollout_noise(model, test, context))
     variants = {}
     for quantize in tqdm(quantizations, desc="tflite variants", disable=not progress):
         content = T.convert(model, "step", quantize, "float32", calibration, context,

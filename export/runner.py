@@ -84,8 +84,12 @@ class StepRunner:
         if C.FRAME not in self.input_details or C.NEXT_FRAME not in self.output_details:
             raise VidgenError(f"{path!r}: the {C.STEP!r} signature must take {C.FRAME!r} and "
                               f"return {C.NEXT_FRAME!r}; it takes {sorted(self.input_details)}.")
-        self.state_names = sorted((n for n in self.input_details if n != C.FRAME),
+        self.state_names = sorted((n for n in self.input_details if n not in (C.FRAME, C.NOISE)),
                                   key=lambda n: int(n.rsplit("_", 1)[-1]))
+        self.noise_shape = None
+        if C.NOISE in self.input_details:
+            self.noise_shape = tuple(int(d) for d in self.input_details[C.NOISE]["shape"][1:])
+        self._rng = np.random.default_rng()
         self.frame_shape = tuple(int(d) for d in self.input_details[C.FRAME]["shape"][1:])
 
     @property
@@ -115,12 +119,14 @@ class StepRunner:
             raise VidgenError(f"Input {name!r} contains NaN or Inf values.")
         return value.astype(np.float32)
 
-    def step(self, frame, states: dict[str, np.ndarray]):
+    def step(self, frame, states: dict[str, np.ndarray], noise=None):
         """One frame in, the next frame out.
 
         Args:
             frame: (H, W, C) or (1, H, W, C) float in [0, 1].
             states: the states returned by the previous call (or `initial_states()`).
+            noise: a stochastic model's standard normal latent noise
+                (`noise_shape`); drawn at random when None.
 
         Returns:
             (next frame (H, W, C) float32, new states).
@@ -131,22 +137,33 @@ class StepRunner:
                               f"received {got}.")
         feeds = {C.FRAME: self._check(C.FRAME, frame)}
         feeds.update({n: self._check(n, states[n]) for n in self.state_names})
+        if self.noise_shape:
+            if noise is None:
+                noise = self._rng.standard_normal(self.noise_shape).astype(np.float32)
+            feeds[C.NOISE] = self._check(C.NOISE, noise)
         outputs = self.runner(**{n: _quantize(v, self.input_details[n])
                                  for n, v in feeds.items()})
         outputs = {n: _dequantize(v, self.output_details[n]) for n, v in outputs.items()}
         return outputs[C.NEXT_FRAME][0], {n: outputs[n] for n in self.state_names}
 
-    def rollout(self, context: np.ndarray, horizon: int) -> np.ndarray:
-        """Observes `context` (T, H, W, C) frame by frame, then predicts `horizon` frames."""
+    def rollout(self, context: np.ndarray, horizon: int, noise=None) -> np.ndarray:
+        """Observes `context` (T, H, W, C) frame by frame, then predicts `horizon` frames.
+
+        Args:
+            noise: for a stochastic model, (T + horizon - 1, *noise_shape)
+                draws, one per step; random when None.
+        """
         if len(context) < 1 or horizon < 1:
             raise VidgenError(f"rollout needs at least one context frame and horizon >= 1. "
                               f"Received {len(context)} frames, horizon {horizon}.")
+        draws = iter(noise) if noise is not None else None
         states = self.initial_states()
         for frame in context:
-            prediction, states = self.step(frame, states)
+            prediction, states = self.step(frame, states, None if draws is None else next(draws))
         out = [prediction]
         for _ in range(horizon - 1):
-            prediction, states = self.step(prediction, states)
+            prediction, states = self.step(prediction, states,
+                                           None if draws is None else next(draws))
             out.append(prediction)
         return np.stack(out)
 

@@ -96,7 +96,10 @@ def warmup_requests(model, name: str, context: int, horizon: int) -> list:
 
 
 def verify(path: str, model, context: np.ndarray, horizon: int, atol: float = 1e-5) -> float:
-    """Reloads the SavedModel and compares `serving_default` with the Keras rollout.
+    """Reloads the SavedModel and compares it with the Keras model.
+
+    A deterministic model's `serving_default` must reproduce `model.rollout`;
+    a stochastic model's `step`, given the same noise, must reproduce `model.step`.
 
     Returns:
         The largest absolute difference; raises VidgenError above `atol`.
@@ -104,10 +107,22 @@ def verify(path: str, model, context: np.ndarray, horizon: int, atol: float = 1e
     import tensorflow as tf
 
     loaded = tf.saved_model.load(path)
-    got = loaded.signatures[C.SERVING_DEFAULT](
-        context=tf.constant(context), horizon=tf.constant(horizon, tf.int32))[C.FRAMES]
-    want = np.asarray(model.rollout(context, horizon))
-    diff = float(np.max(np.abs(got.numpy() - want)))
+    if model.noise_shape:
+        spec = C.for_model(model)
+        rng = np.random.default_rng(0)
+        feeds = {name: rng.random((len(context),) + tuple(info.shape[1:]), dtype=np.float32)
+                 for name, info in spec.inputs(C.STEP).items()}
+        feeds[C.NOISE] = rng.standard_normal(feeds[C.NOISE].shape).astype(np.float32)
+        got = loaded.signatures[C.STEP](**{k: tf.constant(v) for k, v in feeds.items()})
+        got = got[C.NEXT_FRAME].numpy()
+        want, _ = model.step(feeds[C.FRAME], [feeds[n] for n in spec.state_names()],
+                             noise=feeds[C.NOISE])
+    else:
+        got = loaded.signatures[C.SERVING_DEFAULT](
+            context=tf.constant(context), horizon=tf.constant(horizon, tf.int32))[C.FRAMES]
+        got = got.numpy()
+        want = model.rollout(context, horizon)
+    diff = float(np.max(np.abs(got - np.asarray(want))))
     if diff > atol:
         raise VidgenError(f"The exported SavedModel differs from the Keras model by {diff:.3g} "
                           f"(allowed {atol:g}); nothing was published.")

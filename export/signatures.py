@@ -76,11 +76,18 @@ def serving_functions(model) -> dict[str, tuple[Callable, list]]:
 
 
 def step_function(model) -> Callable:
-    """(frame, *states) -> {next_frame, state_0, ...}: the streaming step."""
+    """(frame, *states[, noise]) -> {next_frame, state_0, ...}: the streaming step.
+
+    A stochastic model takes its latent noise as the last input, so the
+    caller controls the randomness (and can reproduce a future).
+    """
     names = C.for_model(model).state_names()
 
-    def step(frame, *states):
-        next_frame, new_states = model.step(frame, list(states))
+    def step(frame, *inputs):
+        states, noise = list(inputs[:len(names)]), None
+        if model.noise_shape:
+            noise = inputs[len(names)]
+        next_frame, new_states = model.step(frame, states, noise=noise)
         return {C.NEXT_FRAME: next_frame, **dict(zip(names, new_states))}
 
     return step
@@ -94,13 +101,16 @@ def sequence_function(model, context: int, horizon: int) -> Callable:
     """
     import tensorflow as tf
 
-    def sequence(context_frames):
+    def sequence(context_frames, noise=None):
+        def draw(t):
+            return None if noise is None else noise[:, t]
+
         states = model.initial_states(1)
         for t in range(context):
-            frame, states = model.step(context_frames[:, t], states)
+            frame, states = model.step(context_frames[:, t], states, noise=draw(t))
         out = [frame]
-        for _ in range(horizon - 1):
-            frame, states = model.step(frame, states)
+        for i in range(horizon - 1):
+            frame, states = model.step(frame, states, noise=draw(context + i))
             out.append(frame)
         return {C.FRAMES: tf.stack(out, axis=1)}
 

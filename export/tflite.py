@@ -74,16 +74,22 @@ def step_inputs(model, clips: np.ndarray, context: int) -> Iterator[dict[str, np
     """Every (frame, states) the step model sees in float rollouts over `clips`.
 
     The first `context` frames of each clip are observed, the rest of the
-    clip's length is predicted and fed back, as at inference.
+    clip's length is predicted and fed back, as at inference. A stochastic
+    model's noise is drawn from a fixed-seed standard normal.
     """
     names = C.for_model(model).state_names()
+    rng = np.random.default_rng(0)
     for clip in clips:
         states = model.initial_states(1)
         frame = clip[None, 0]
         for t in range(clip.shape[0]):
-            yield {C.FRAME: np.asarray(frame, np.float32),
-                   **{n: np.asarray(s, np.float32) for n, s in zip(names, states)}}
-            prediction, states = model.step(frame, states)
+            sample = {C.FRAME: np.asarray(frame, np.float32),
+                      **{n: np.asarray(s, np.float32) for n, s in zip(names, states)}}
+            if model.noise_shape:
+                sample[C.NOISE] = rng.standard_normal((1,) + model.noise_shape).astype(
+                    np.float32)
+            yield sample
+            prediction, states = model.step(frame, states, noise=sample.get(C.NOISE))
             frame = clip[None, t + 1] if t + 1 < context else prediction
 
 
@@ -130,19 +136,25 @@ def convert(model, signature: str, quantize: str = "float32", io: str = "float32
         endpoint = (signatures.step_function(model), signatures.tensor_specs(spec.inputs(C.STEP)))
     elif signature == C.SEQUENCE:
         endpoint = (signatures.sequence_function(model, context, horizon),
-                    signatures.tensor_specs(spec.inputs(C.SEQUENCE, context)))
+                    signatures.tensor_specs(spec.inputs(C.SEQUENCE, context, horizon)))
     else:
         raise VidgenError(f"Only {C.STEP!r} and {C.SEQUENCE!r} convert to TFLite. "
                           f"Received: {signature!r}")
     if quantize == "int8" and (calibration is None or not len(calibration)):
         raise VidgenError("int8 quantization needs calibration clips (real data).")
 
+    rng = np.random.default_rng(0)
+
     def representative():
         if signature == C.STEP:
             yield from step_inputs(model, calibration, context)
-        else:
-            for clip in calibration:
-                yield {C.CONTEXT: clip[None, :context].astype(np.float32)}
+            return
+        for clip in calibration:
+            sample = {C.CONTEXT: clip[None, :context].astype(np.float32)}
+            if model.noise_shape:
+                sample[C.NOISE] = rng.standard_normal(
+                    (1, context + horizon - 1) + model.noise_shape).astype(np.float32)
+            yield sample
 
     tmp = tempfile.mkdtemp(prefix="vidgen-tflite-")
     try:
@@ -185,7 +197,7 @@ def export_tflite(run_dir: str, quantize: str = "float32", out_dir: Optional[str
     Returns:
         {"step": path, "sequence": path or None, "report": report dict or None}.
     """
-    from export.report import keras_rollouts, summarize, variant_report, write_report
+    from export.report import keras_rollouts, rollout_noise, summarize, variant_report, write_report
     from vidgen.evaluate import load_run
 
     check_options(quantize, io)
@@ -205,7 +217,7 @@ def export_tflite(run_dir: str, quantize: str = "float32", out_dir: Optional[str
             os.path.join(out_dir, model_filename(C.SEQUENCE, quantize, io)), seq_bytes)
     if report_clips:
         clips = load_clips(cfg, "test", report_clips, data)
-        reference = keras_rollouts(model, clips, context)
+        reference = keras_rollouts(model, clips, context, rollout_noise(model, clips, context))
         variant = variant_report(model, written["step"], clips, context, reference)
         report = summarize(run_dir, cfg, clips, reference, {quantize: variant})
         report["markdown"] = write_report(os.path.splitext(written["step"])[0], report)

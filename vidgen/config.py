@@ -150,6 +150,9 @@ class ModelConfig:
         video_critic_filters: channels of the spatio-temporal critic's stages
             (adversarial training only; empty: no video critic).
         critic_frames: predicted frames per clip the frame critic scores.
+        latent_dim: channels of a per-step latent variable with a learned
+            prior (0: deterministic); lets `rollout` draw several futures.
+        kl_weight: weight of the KL term of the latent variable.
     """
 
     encoder_filters: tuple[int, ...] = (32, 64)
@@ -166,10 +169,12 @@ class ModelConfig:
     frame_critic_filters: tuple[int, ...] = (32, 64, 128)
     video_critic_filters: tuple[int, ...] = (16, 32, 64)
     critic_frames: int = 4
+    latent_dim: int = 0
+    kl_weight: float = 1e-4
 
     def validate(self) -> None:
         _positive(self, "kernel_size", "critic_frames")
-        _non_negative(self, "sampling_steps", "context_loss_weight")
+        _non_negative(self, "sampling_steps", "context_loss_weight", "latent_dim", "kl_weight")
         for name in ("frame_critic_filters", "video_critic_filters"):
             if getattr(self, name) and min(getattr(self, name)) <= 0:
                 raise ConfigError(f"model.{name} must be positive integers (or empty for no "

@@ -50,3 +50,15 @@ def int8_tflite(tiny_run, tmp_path_factory):
     out = tmp_path_factory.mktemp("tflite_int8")
     return export_tflite(tiny_run, "int8", out_dir=str(out), calibration_clips=4,
                          report_clips=4)
+
+
+@pytest.fixture(scope="package")
+def stochastic_run(tmp_path_factory):
+    """Like `tiny_run`, with a latent variable (latent_dim 2): a model that samples futures."""
+    from vidgen.training.train import build_model
+
+    run = tmp_path_factory.mktemp("stochastic_run")
+    cfg = tiny_run_config(**{"model.latent_dim": 2, "model.head": "sdna"})
+    build_model(cfg).save(os.path.join(run, "model.keras"))
+    cfg.to_json(os.path.join(run, "config.json"))
+    return str(run)

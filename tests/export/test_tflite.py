@@ -154,3 +154,27 @@ def test_report_writes_tables_and_targets(tiny_run, tmp_path):
     assert (tmp_path / "report.json").exists()
     table = (tmp_path / "report.md").read_text()
     assert "| float32 |" in table and "| int8 |" in table
+
+
+def test_stochastic_model_exports_with_a_noise_input(stochastic_run, tmp_path):
+    import tensorflow as tf
+
+    from export.savedmodel import export_savedmodel
+
+    path = export_savedmodel(stochastic_run, str(tmp_path / "models"), "vidgen")
+    loaded = tf.saved_model.load(path)
+    step_inputs = loaded.signatures[C.STEP].structured_input_signature[1]
+    assert step_inputs[C.NOISE].shape.as_list() == [None, 4, 4, 2]
+    frames = loaded.signatures[C.SERVING_DEFAULT](context=tf.zeros((2, 3, 16, 16, 1)),
+                                                  horizon=tf.constant(2))[C.FRAMES]
+    assert frames.shape == (2, 2, 16, 16, 1)
+
+    written = export_tflite(stochastic_run, "float32", out_dir=str(tmp_path / "tfl"),
+                            report_clips=2)
+    # Given the same noise, the interpreter reproduces Keras.
+    assert written["report"]["variants"]["float32"]["max_abs_diff"] <= 1e-4
+    runner = StepRunner(written["step"])
+    assert runner.noise_shape == (4, 4, 2) and C.NOISE not in runner.state_names
+    a = runner.rollout(np.zeros((3, 16, 16, 1), np.float32), 2)
+    b = runner.rollout(np.zeros((3, 16, 16, 1), np.float32), 2)
+    assert a.shape == (2, 16, 16, 1) and not np.allclose(a, b)  # random noise when not given

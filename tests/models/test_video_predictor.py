@@ -70,8 +70,8 @@ def test_causality_future_frames_do_not_change_earlier_predictions():
 def test_scheduled_sampling_feeds_truth_or_predictions():
     model = VideoPredictor(**TINY_MODEL, sampling_steps=10)
     context, target = _clips()
-    _, teacher = model.unroll(context, target, 1.0)
-    _, free = model.unroll(context, target, 0.0)
+    _, teacher, _ = model.unroll(context, target, 1.0)
+    _, free, _ = model.unroll(context, target, 0.0)
     rollout = model.rollout(context, 3)
     np.testing.assert_allclose(np.asarray(free), np.asarray(rollout), atol=1e-5)
     # Only the first predicted frame is the same: later ones consumed the true frames.
@@ -191,3 +191,58 @@ def test_sharp_rollout_moves_whole_pixels():
     soft = np.asarray(soft_model.rollout(context, 1))
     assert set(np.unique(sharp)) <= {0.0, 1.0}
     assert ((soft > 0.01) & (soft < 0.99)).any(), "soft kernels blend neighbouring pixels"
+
+
+def test_stochastic_rollouts_are_reproducible_and_diverse():
+    model = VideoPredictor(**TINY_MODEL, latent_dim=2)
+    context, _ = _clips()
+    a = np.asarray(model.rollout(context, 4, num_samples=3, seed=7))
+    b = np.asarray(model.rollout(context, 4, num_samples=3, seed=7))
+    c = np.asarray(model.rollout(context, 4, num_samples=3, seed=8))
+    assert a.shape == (2, 3, 4, 16, 16, 1)
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, c)
+    assert not np.allclose(a[:, 0], a[:, 1])  # the samples of one clip differ
+    assert a.min() >= 0.0 and a.max() <= 1.0
+    # A deterministic model repeats its one future.
+    plain = np.asarray(VideoPredictor(**TINY_MODEL).rollout(context, 2, num_samples=2))
+    np.testing.assert_array_equal(plain[:, 0], plain[:, 1])
+    with pytest.raises(ValueError, match="num_samples must be positive"):
+        model.rollout(context, 2, num_samples=0)
+
+
+def test_stochastic_model_is_causal_for_fixed_noise():
+    model = VideoPredictor(**TINY_MODEL, latent_dim=2)
+    rng = np.random.default_rng(4)
+    clip = rng.random((1, 6, 16, 16, 1)).astype("float32")
+    noise = rng.standard_normal((6, 1) + model.noise_shape).astype("float32")
+
+    def outputs(frames):
+        states, out = model.initial_states(1), []
+        for t in range(6):
+            frame, states = model.step(frames[:, t], states, noise=noise[t])
+            out.append(np.asarray(frame))
+        return out
+
+    base = outputs(clip)
+    changed = clip.copy()
+    changed[:, 3:] = 1.0 - changed[:, 3:]
+    for t, frame in enumerate(outputs(changed)):
+        if t < 3:
+            np.testing.assert_array_equal(frame, base[t])
+        else:
+            assert not np.allclose(frame, base[t])
+
+
+def test_stochastic_training_has_a_finite_kl_and_round_trips(tmp_path):
+    model = VideoPredictor(**TINY_MODEL, latent_dim=2, kl_weight=1e-3)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=ReconstructionLoss())
+    context, target = _clips()
+    logs = model.train_on_batch(context, target, return_dict=True)
+    assert np.isfinite(logs["loss"]) and logs["kl"] >= 0.0
+    path = str(tmp_path / "stochastic.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    assert loaded.latent_dim == 2
+    np.testing.assert_allclose(loaded.rollout(context, 3, num_samples=2, seed=1),
+                               model.rollout(context, 3, num_samples=2, seed=1), atol=1e-6)

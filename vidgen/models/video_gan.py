@@ -100,7 +100,7 @@ class VideoGAN(keras.Model):
         self.seed_generator = keras.random.SeedGenerator(seed, name="critic_seed")
         self.trackers = {name: keras.metrics.Mean(name=name) for name in (
             "loss", "reconstruction", "g_adversarial", "feature_matching", "d_loss",
-            "d_real", "d_fake", "teacher_prob", "frame_mse")}
+            "d_real", "d_fake", "teacher_prob", "kl", "frame_mse")}
         self.adversarial = "hinge"
         self.adversarial_weight = 0.0
         self.feature_matching_weight = 0.0
@@ -181,9 +181,9 @@ class VideoGAN(keras.Model):
                                            seed=self.seed_generator)
         teacher_prob = self.generator.teacher_probability(self.g_optimizer.iterations)
         with tf.GradientTape() as g_tape:
-            context_preds, preds = self.generator.unroll(context, target, teacher_prob)
+            context_preds, preds, kl = self.generator.unroll(context, target, teacher_prob)
             reconstruction = self.generator.objective(self.reconstruction_loss, context, target,
-                                                      context_preds, preds)
+                                                      context_preds, preds, kl)
             # Critic update on this rollout (no gradient into the generator).
             fake = ops.stop_gradient(preds)
             with tf.GradientTape() as d_tape:
@@ -215,7 +215,7 @@ class VideoGAN(keras.Model):
         values = {"loss": g_loss * replicas, "reconstruction": reconstruction * replicas,
                   "g_adversarial": g_adv * replicas, "feature_matching": fm * replicas,
                   "d_loss": d_loss * replicas, "d_real": real_logit, "d_fake": fake_logit,
-                  "teacher_prob": teacher_prob}
+                  "teacher_prob": teacher_prob, "kl": kl}
         for name, value in values.items():
             self.trackers[name].update_state(value)
         return {name: self.trackers[name].result() for name in values}

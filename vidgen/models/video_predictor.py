@@ -62,13 +62,20 @@ class VideoPredictor(keras.Model):
             decays from 1 to 0; 0 trains on the model's own outputs only.
         context_loss_weight: weight of the next-frame loss on the context
             frames (predicting context frame t+1 from frames up to t).
+        latent_dim: channels of a per-step latent variable z_t at 1/4
+            resolution (0: deterministic). Training samples z_t from a
+            posterior q(z_t | past, true next frame), inference from the
+            learned prior p(z_t | past) (SVG-LP), so `rollout` can draw
+            several different futures.
+        kl_weight: weight of KL(q || p) (summed over z's elements, per step).
         seed: seed of the scheduled-sampling draws.
 
     Reference:
         Shi et al. 2015 (ConvLSTM); Finn et al., "Unsupervised Learning for
         Physical Interaction through Video Prediction", NeurIPS 2016 (DNA);
         Bengio et al., "Scheduled Sampling for Sequence Prediction with
-        Recurrent Neural Networks", NeurIPS 2015.
+        Recurrent Neural Networks", NeurIPS 2015; Denton & Fergus,
+        "Stochastic Video Generation with a Learned Prior", ICML 2018.
 
     Example:
 
@@ -82,7 +89,8 @@ class VideoPredictor(keras.Model):
                  kernel_size: int = 3, decoder_filters=(64, 32), head: str = "cdna",
                  dna_kernel: int = 9, cdna_kernels: int = 4, difference_input: bool = True,
                  sharp: bool = False, sampling_steps: int = 0,
-                 context_loss_weight: float = 1.0, seed: int = 0, **kwargs):
+                 context_loss_weight: float = 1.0, latent_dim: int = 0, kl_weight: float = 1e-4,
+                 seed: int = 0, **kwargs):
         super().__init__(**kwargs)
         if frame_size <= 0 or frame_size % 4:
             raise ValueError(
@@ -104,6 +112,9 @@ class VideoPredictor(keras.Model):
             raise ValueError(f"cdna_kernels must be positive. Received: {cdna_kernels}")
         if sampling_steps < 0:
             raise ValueError(f"sampling_steps must be >= 0. Received: {sampling_steps}")
+        if latent_dim < 0 or kl_weight < 0:
+            raise ValueError(f"latent_dim and kl_weight must be >= 0. Received: latent_dim="
+                             f"{latent_dim}, kl_weight={kl_weight}")
         self.frame_size = frame_size
         self.channels = channels
         self.horizon = horizon
@@ -119,6 +130,8 @@ class VideoPredictor(keras.Model):
         self.sharp = sharp
         self.sampling_steps = sampling_steps
         self.context_loss_weight = context_loss_weight
+        self.latent_dim = latent_dim
+        self.kl_weight = kl_weight
         self.seed = seed
 
         self.encoder = FrameEncoder(self.encoder_filters, name="encoder")
@@ -128,6 +141,13 @@ class VideoPredictor(keras.Model):
         out = {"sdna": 2 * dna_kernel + 1 + channels, "dna": kk + 1 + channels,
                "cdna": cdna_kernels + 1 + channels, "pixels": channels}[head]
         self.decoder = FrameDecoder(self.decoder_filters, out, name="decoder")
+        if latent_dim:
+            # Mean and log-variance of z_t at 1/4 resolution: the prior sees the
+            # recurrent state (the past), the posterior also the true next frame.
+            self.prior_net = keras.layers.Conv2D(2 * latent_dim, 3, padding="same",
+                                                 name="prior")
+            self.posterior_net = keras.layers.Conv2D(2 * latent_dim, 3, padding="same",
+                                                     name="posterior")
         if head == "cdna":
             # Start every kernel as the identity (all weight on the centre tap) so the
             # untrained model copies the last frame instead of blurring it.
@@ -146,6 +166,7 @@ class VideoPredictor(keras.Model):
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.frame_mse_tracker = keras.metrics.Mean(name="frame_mse")
         self.teacher_tracker = keras.metrics.Mean(name="teacher_prob")
+        self.kl_tracker = keras.metrics.Mean(name="kl")
         # Build every weight now, so a fresh model can be saved, loaded or
         # restored from a backup before it has seen data.
         self.build((None, None, frame_size, frame_size, channels))
@@ -162,11 +183,15 @@ class VideoPredictor(keras.Model):
             cell.build((None, quarter, quarter, x_channels))
             x_channels = cell.filters
         enc = self.encoder_filters
+        if self.latent_dim:
+            self.prior_net.build((None, quarter, quarter, x_channels))
+            self.posterior_net.build((None, quarter, quarter, x_channels + enc[1]))
+            x_channels += self.latent_dim
         self.decoder.build((None, quarter, quarter, x_channels),
                            [(None, quarter, quarter, enc[1]),
                             (None, size // 2, size // 2, enc[0])])
         if self.head == "cdna":
-            self.kernel_head.build((None, 2 * x_channels))
+            self.kernel_head.build((None, 2 * x_channels))  # x_channels includes z
         if self.head == "sdna":
             # Start as "copy the frame": centre taps favoured, the mask on moved pixels.
             k = self.dna_kernel
@@ -236,7 +261,13 @@ class VideoPredictor(keras.Model):
         moved = ops.sum(shifts * ops.expand_dims(weights, 1), axis=-1)
         return ops.transpose(moved, (0, 2, 3, 1))
 
-    def step(self, frame, states, sharp=None):
+    @property
+    def noise_shape(self):
+        """Shape (without batch) of one step's latent noise, or None for a deterministic model."""
+        q = self.frame_size // 4
+        return (q, q, self.latent_dim) if self.latent_dim else None
+
+    def step(self, frame, states, sharp=None, noise=None):
         """One streaming step: the next frame from this frame and the recurrent states.
 
         Args:
@@ -244,10 +275,37 @@ class VideoPredictor(keras.Model):
             states: list of recurrent states, shapes `state_shapes`.
             sharp: use the most likely kernel and mask component only
                 (default: the model's `sharp` setting; training never does).
+            noise: standard normal (batch, *noise_shape) for the latent variable
+                (default: drawn from the model's seed generator); ignored by a
+                deterministic model.
 
         Returns:
             (next frame (batch, H, W, C) in [0, 1], new states).
         """
+        next_frame, new_states, _ = self._step(frame, states, sharp, noise)
+        return next_frame, new_states
+
+    def _latent(self, hidden, frame, noise, next_truth):
+        """z and KL(q || p) of one step; the posterior when `next_truth` is given."""
+        prior = ops.clip(self.prior_net(hidden), -10.0, 10.0)
+        mu_p, logvar_p = prior[..., :self.latent_dim], prior[..., self.latent_dim:]
+        mu, logvar, kl = mu_p, logvar_p, ops.convert_to_tensor(0.0)
+        if next_truth is not None:
+            x = next_truth
+            if self.difference_input:
+                x = ops.concatenate([next_truth, next_truth - frame], axis=-1)
+            post = self.posterior_net(ops.concatenate([hidden, self.encoder(x)[0]], axis=-1))
+            post = ops.clip(post, -10.0, 10.0)
+            mu, logvar = post[..., :self.latent_dim], post[..., self.latent_dim:]
+            kl = 0.5 * (logvar_p - logvar
+                        + (ops.exp(logvar) + ops.square(mu - mu_p)) / ops.exp(logvar_p) - 1.0)
+            kl = ops.mean(ops.sum(kl, axis=(1, 2, 3)))
+        if noise is None:
+            noise = keras.random.normal(ops.shape(mu), seed=self.seed_generator)
+        return mu + ops.exp(0.5 * logvar) * noise, kl
+
+    def _step(self, frame, states, sharp=None, noise=None, next_truth=None):
+        """`step`, plus the KL term of the latent variable (training passes `next_truth`)."""
         sharp = self.sharp if sharp is None else sharp
         x = frame
         if self.difference_input:
@@ -263,12 +321,16 @@ class VideoPredictor(keras.Model):
             i += cell.num_states
         if self.difference_input:
             new_states.append(frame)
+        kl = ops.convert_to_tensor(0.0)
+        if self.latent_dim:
+            z, kl = self._latent(x, frame, noise, next_truth)
+            x = ops.concatenate([x, z], axis=-1)
         # Bounded logits keep every probability within [3e-7, 1 - 3e-7]: saturated
         # sigmoids on mostly black frames would otherwise give vanishing gradients
         # and values in float32's subnormal range.
         maps = ops.clip(self.decoder(x, skips), -15.0, 15.0)
         if self.head == "pixels":
-            return ops.sigmoid(maps), new_states
+            return ops.sigmoid(maps), new_states, kl
         if self.head == "sdna":
             k = self.dna_kernel
             vertical, horizontal = maps[..., :k], maps[..., k:2 * k]
@@ -278,11 +340,12 @@ class VideoPredictor(keras.Model):
                 vertical = ops.softmax(vertical, axis=-1)
                 horizontal = ops.softmax(horizontal, axis=-1)
             moved = self._shift(self._shift(frame, vertical, axis=1), horizontal, axis=2)
-            return _composite(moved, maps[..., 2 * k:], sharp), new_states
+            return _composite(moved, maps[..., 2 * k:], sharp), new_states, kl
         if self.head == "dna":
             kk = self.dna_kernel * self.dna_kernel
             weights = _hard(maps[..., :kk]) if sharp else ops.softmax(maps[..., :kk], axis=-1)
-            return _composite(self._advect(frame, weights), maps[..., kk:], sharp), new_states
+            return (_composite(self._advect(frame, weights), maps[..., kk:], sharp), new_states,
+                    kl)
         n = self.cdna_kernels
         pooled = ops.concatenate([ops.mean(x, axis=(1, 2)), ops.max(x, axis=(1, 2))], axis=-1)
         logits = ops.reshape(self.kernel_head(pooled), (-1, n, self.dna_kernel ** 2))
@@ -292,7 +355,7 @@ class VideoPredictor(keras.Model):
         candidates = ops.concatenate([candidates, ops.expand_dims(generated, -1)], axis=-1)
         masks = maps[..., :n + 1]                                       # (B, H, W, n + 1)
         masks = _hard(masks) if sharp else ops.softmax(masks, axis=-1)
-        return ops.sum(candidates * ops.expand_dims(masks, 3), axis=-1), new_states
+        return ops.sum(candidates * ops.expand_dims(masks, 3), axis=-1), new_states, kl
 
     def _transform(self, frame, kernels):
         """Applies each clip's own `n` normalised kernels to its frame (CDNA).
@@ -320,11 +383,12 @@ class VideoPredictor(keras.Model):
 
     # ------------------------------------------------------------- prediction
 
-    def observe(self, context):
+    def observe(self, context, noise=None):
         """Runs the context through the model.
 
         Args:
             context: (batch, time, H, W, C); time may be dynamic.
+            noise: latent noise (time, batch, *noise_shape) or None.
 
         Returns:
             (the prediction of the frame after the context, states).
@@ -332,33 +396,55 @@ class VideoPredictor(keras.Model):
         batch = ops.shape(context)[0]
         length = ops.shape(context)[1]
         states = self.initial_states(batch)
-        first, states = self.step(context[:, 0], states)
+        first, states = self.step(context[:, 0], states,
+                                  noise=None if noise is None else noise[0])
 
         def body(t, carry):
             _, s = carry
-            return self.step(context[:, t], s)
+            return self.step(context[:, t], s, noise=None if noise is None else noise[t])
 
         return ops.fori_loop(1, length, body, (first, states))
 
-    def rollout(self, context, horizon: int):
+    def rollout(self, context, horizon: int, num_samples=None, seed=None):
         """Predicts `horizon` frames after `context`, feeding predictions back.
 
         Args:
             context: (batch, time, H, W, C) float in [0, 1].
             horizon: number of frames to generate (a Python int).
+            num_samples: draw this many futures per clip (a model with
+                `latent_dim` > 0 gives different ones; a deterministic model
+                repeats its one future).
+            seed: an int makes the futures reproducible (the same seed, the
+                same futures); None draws from the model's seed generator.
 
         Returns:
-            (batch, horizon, H, W, C) float in [0, 1].
+            (batch, horizon, H, W, C) float in [0, 1], or with `num_samples`
+            (batch, num_samples, horizon, H, W, C).
         """
         horizon = int(horizon)
         if horizon <= 0:
             raise ValueError(f"horizon must be positive. Received: horizon={horizon}")
-        frame, states = self.observe(context)
+        samples = 1 if num_samples is None else int(num_samples)
+        if samples <= 0:
+            raise ValueError(f"num_samples must be positive. Received: {num_samples}")
+        if samples > 1:
+            context = ops.repeat(context, samples, axis=0)
+        noise = None
+        if self.latent_dim and seed is not None:
+            steps = ops.shape(context)[1] + horizon
+            noise = keras.random.normal((steps, ops.shape(context)[0]) + self.noise_shape,
+                                        seed=int(seed))
+        frame, states = self.observe(context, noise)
         frames = [frame]
-        for _ in range(horizon - 1):
-            frame, states = self.step(frame, states)
+        length = ops.shape(context)[1]
+        for i in range(horizon - 1):
+            frame, states = self.step(frame, states,
+                                      noise=None if noise is None else noise[length + i])
             frames.append(frame)
-        return ops.stack(frames, axis=1)
+        out = ops.stack(frames, axis=1)
+        if num_samples is None:
+            return out
+        return ops.reshape(out, (-1, samples) + tuple(out.shape[1:]))
 
     def call(self, context, training=False):
         return self.rollout(context, self.horizon)
@@ -381,31 +467,57 @@ class VideoPredictor(keras.Model):
     def unroll(self, context, target, teacher_prob):
         """Training-time unroll over context and target with scheduled sampling.
 
+        With a latent variable, every step's z comes from the posterior given
+        the true next frame.
+
         Returns:
-            (predictions of context frames 2..T, predictions of the target frames).
+            (predictions of context frames 2..T, predictions of the target
+            frames, mean KL(q || p) per step (0 without a latent variable)).
         """
         batch = ops.shape(context)[0]
         states = self.initial_states(batch)
+        truth = ops.concatenate([context, target], axis=1)
+        context_len = context.shape[1]
+        kl_total = ops.convert_to_tensor(0.0)
         context_preds = []
-        for t in range(context.shape[1]):
-            frame, states = self.step(context[:, t], states, sharp=False)
-            if t < context.shape[1] - 1:
+        for t in range(context_len):
+            frame, states, kl = self._step(context[:, t], states, sharp=False,
+                                           next_truth=self._truth(truth, t + 1))
+            kl_total = kl_total + kl
+            if t < context_len - 1:
                 context_preds.append(frame)
         preds = [frame]
         for t in range(1, target.shape[1]):
             draw = keras.random.uniform((batch, 1, 1, 1), seed=self.seed_generator)
             use_truth = ops.cast(draw < teacher_prob, frame.dtype)
             inputs = use_truth * target[:, t - 1] + (1.0 - use_truth) * frame
-            frame, states = self.step(inputs, states, sharp=False)
+            frame, states, kl = self._step(inputs, states, sharp=False,
+                                           next_truth=self._truth(truth, context_len + t))
+            kl_total = kl_total + kl
             preds.append(frame)
         context_preds = ops.stack(context_preds, axis=1) if context_preds else None
-        return context_preds, ops.stack(preds, axis=1)
+        steps = context_len + target.shape[1] - 1
+        return context_preds, ops.stack(preds, axis=1), kl_total / float(steps)
 
-    def objective(self, loss_fn, context, target, context_preds, preds):
-        """Reconstruction loss of an unroll: predicted targets plus weighted context steps."""
+    def _truth(self, truth, t):
+        """The true frame t for the posterior (None for a deterministic model)."""
+        return truth[:, t] if self.latent_dim else None
+
+    def objective(self, loss_fn, context, target, context_preds, preds, kl=None):
+        """Loss of an unroll: predicted targets, weighted context steps and the weighted KL.
+
+        The KL term is reduced by hand, so it is divided by the number of
+        replicas (keras Loss objects scale themselves) to keep the summed
+        gradients under tf.distribute those of the global batch.
+        """
         loss = loss_fn(target, preds)
         if context_preds is not None and self.context_loss_weight:
             loss = loss + self.context_loss_weight * loss_fn(context[:, 1:], context_preds)
+        if self.latent_dim and kl is not None and self.kl_weight:
+            import tensorflow as tf
+
+            replicas = tf.distribute.get_strategy().num_replicas_in_sync
+            loss = loss + self.kl_weight * kl / float(replicas)
         return loss
 
     def train_step(self, data):
@@ -414,13 +526,17 @@ class VideoPredictor(keras.Model):
         context, target, _ = keras.utils.unpack_x_y_sample_weight(data)
         teacher_prob = self.teacher_probability()
         with tf.GradientTape() as tape:
-            context_preds, preds = self.unroll(context, target, teacher_prob)
-            loss = self.objective(self.loss, context, target, context_preds, preds)
+            context_preds, preds, kl = self.unroll(context, target, teacher_prob)
+            loss = self.objective(self.loss, context, target, context_preds, preds, kl)
         grads = tape.gradient(loss, self.trainable_variables)
         self.optimizer.apply(grads, self.trainable_variables)
         self.loss_tracker.update_state(loss)
         self.teacher_tracker.update_state(teacher_prob)
-        return {m.name: m.result() for m in (self.loss_tracker, self.teacher_tracker)}
+        trackers = [self.loss_tracker, self.teacher_tracker]
+        if self.latent_dim:
+            self.kl_tracker.update_state(kl)
+            trackers.append(self.kl_tracker)
+        return {m.name: m.result() for m in trackers}
 
     def test_step(self, data):
         context, target, _ = keras.utils.unpack_x_y_sample_weight(data)
@@ -434,7 +550,7 @@ class VideoPredictor(keras.Model):
 
     @property
     def metrics(self):
-        return [self.loss_tracker, self.frame_mse_tracker, self.teacher_tracker]
+        return [self.loss_tracker, self.frame_mse_tracker, self.teacher_tracker, self.kl_tracker]
 
     def get_config(self):
         return {**super().get_config(), "frame_size": self.frame_size,
@@ -446,4 +562,5 @@ class VideoPredictor(keras.Model):
                 "cdna_kernels": self.cdna_kernels, "difference_input": self.difference_input,
                 "sharp": self.sharp,
                 "sampling_steps": self.sampling_steps,
-                "context_loss_weight": self.context_loss_weight, "seed": self.seed}
+                "context_loss_weight": self.context_loss_weight,
+                "latent_dim": self.latent_dim, "kl_weight": self.kl_weight, "seed": self.seed}
