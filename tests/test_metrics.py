@@ -59,3 +59,33 @@ def test_bad_shapes():
         metrics.mse_per_step(np.zeros((1, 2, 4, 4, 1)), np.zeros((1, 3, 4, 4, 1)))
     with pytest.raises(DataError, match="evaluation split is empty"):
         metrics.MetricAccumulator().result()
+
+
+def test_sharpness_is_one_for_truth_lower_for_blur_zero_for_black():
+    from scipy import ndimage
+
+    rng = np.random.default_rng(0)
+    true = (rng.random((2, 3, 16, 16, 1)) > 0.7).astype(np.float64)
+    blurred = ndimage.gaussian_filter(true, sigma=(0, 0, 1.5, 1.5, 0))
+    for pred, check in ((true, lambda s: abs(s - 1.0) < 1e-9), (blurred, lambda s: s < 0.7),
+                        (np.zeros_like(true), lambda s: s == 0.0)):
+        acc = metrics.MetricAccumulator()
+        acc.update(pred, true)
+        sharpness = acc.result()["sharpness"]
+        assert check(sharpness["mean"]) and len(sharpness["per_step"]) == 3
+
+
+def test_best_of_n_and_diversity():
+    rng = np.random.default_rng(1)
+    true = rng.random((2, 3, 16, 16, 1))
+    far = np.clip(true + 0.3, 0, 1)
+    samples = np.stack([far, true, far], axis=1)           # one exact sample among three
+    result = metrics.best_of_n(samples, true)
+    assert result["psnr_best"] == 100.0 and result["ssim_best"] > 0.999
+    assert result["psnr_mean"] < result["psnr_best"] and result["ssim_mean"] < 1.0
+    assert result["diversity_mse"] > 0
+    same = metrics.best_of_n(np.stack([far, far], axis=1), true)
+    assert same["diversity_mse"] == 0.0
+    assert same["psnr_best"] == pytest.approx(same["psnr_mean"])
+    with pytest.raises(DataError, match="best_of_n expects"):
+        metrics.best_of_n(far, true)

@@ -108,8 +108,11 @@ def _cmd_train(args) -> int:
 def _cmd_evaluate(args) -> int:
     from vidgen.evaluate import evaluate, summary_table
 
+    if args.samples is not None and args.samples < 0:
+        raise VidgenError(f"--samples must be >= 0. Received: {args.samples}")
     report = evaluate(args.run_dir, data=args.data, split=args.split,
-                      batch_size=args.batch_size, max_clips=args.max_clips)
+                      batch_size=args.batch_size, max_clips=args.max_clips,
+                      num_samples=args.samples)
     print(summary_table(report))
     reduction = report["model_vs_best_baseline"]["mse_reduction"]
     relation = "below" if reduction >= 0 else "above"
@@ -123,7 +126,8 @@ def _cmd_generate(args) -> int:
     from vidgen.generate import generate
 
     result = generate(args.run_dir, args.input, args.out, context=args.context,
-                      horizon=args.horizon, start=args.start, fps=args.fps)
+                      horizon=args.horizon, start=args.start, fps=args.fps,
+                      samples=args.samples, seed=args.seed)
     print(f"Generated {result['horizon']} frames after {result['context']}: "
           + ", ".join(result["written"]))
     return 0
@@ -176,6 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="test", choices=("train", "val", "test"))
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--max-clips", type=int, default=0, help="score at most N clips (0: all)")
+    p.add_argument("--samples", type=int, default=None,
+                   help="futures sampled per clip for best-of-N metrics and diversity "
+                        "(default: 10 for a stochastic model, 0 otherwise)")
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("generate", help="continue a clip of your own")
@@ -187,6 +194,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--horizon", type=int, default=20, help="frames to generate (default 20)")
     p.add_argument("--start", type=int, default=0, help="first input frame to use")
     p.add_argument("--fps", type=float, default=4.0)
+    p.add_argument("--samples", type=int, default=1,
+                   help="futures to draw (a stochastic model's differ); N > 1 also writes "
+                        "OUT_samples.EXT, a grid of the N futures")
+    p.add_argument("--seed", type=int, default=0, help="seed of the sampled futures")
     p.set_defaults(func=_cmd_generate)
 
     p = data_sub.add_parser("preview", help="write a GIF/MP4 (or PNG grid) of a few clips")

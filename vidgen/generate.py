@@ -109,7 +109,8 @@ def check_output_path(out: str) -> None:
 
 
 def generate(run_dir: str, input_path: str, out: str, context: int = 0, horizon: int = 20,
-             start: int = 0, fps: float = 4.0) -> dict[str, Any]:
+             start: int = 0, fps: float = 4.0, samples: int = 1,
+             seed: int = 0) -> dict[str, Any]:
     """Continues `input_path` with the run's model and writes the result.
 
     Args:
@@ -120,12 +121,17 @@ def generate(run_dir: str, input_path: str, out: str, context: int = 0, horizon:
         horizon: frames to generate.
         start: first frame of the input to use.
         fps: frames per second of the output.
+        samples: futures to draw; more than one also writes `OUT_samples.EXT`,
+            a grid with the true continuation (when known) and every sample.
+        seed: seed of the sampled futures (the same seed, the same futures).
 
     Returns:
         Paths written and the frame counts used.
     """
     from vidgen.evaluate import load_run
 
+    if samples <= 0:
+        raise VidgenError(f"--samples must be positive. Received: {samples}")
     if horizon <= 0:
         raise VidgenError(f"--horizon must be positive. Received: {horizon}")
     check_output_path(out)
@@ -133,6 +139,17 @@ def generate(run_dir: str, input_path: str, out: str, context: int = 0, horizon:
     context = context or cfg.data.context
     frames, total = load_input_clip(input_path, cfg.data.frame_size, cfg.data.channels,
                                     context, start)
-    prediction = np.asarray(model.rollout(frames[None, :context], horizon))[0]
-    written = write_continuation(out, frames, prediction, context, fps)
-    return {"written": written, "context": context, "horizon": horizon, "input_frames": total}
+    futures = np.asarray(model.rollout(frames[None, :context], horizon, num_samples=samples,
+                                       seed=seed))[0]
+    written = write_continuation(out, frames, futures[0], context, fps)
+    if samples > 1:
+        observed = frames[:context]
+        clips = [np.concatenate([observed, f]) for f in futures]
+        truth = frames[:context + horizon]
+        if len(truth) == context + horizon:
+            clips.insert(0, truth)
+        root, ext = os.path.splitext(out)
+        columns = int(np.ceil(np.sqrt(len(clips))))
+        written.append(viz.write_video(f"{root}_samples{ext}", viz.tile(clips, columns), fps))
+    return {"written": written, "context": context, "horizon": horizon, "input_frames": total,
+            "samples": samples}

@@ -9,6 +9,12 @@ Conventions follow OpenSTL so that numbers can be set beside its tables:
   averaged over channels and frames. `ssim_uniform7` is scikit-image's
   default variant (7x7 uniform window, sample covariance), the one OpenSTL
   publishes.
+- Sharpness is the ratio of the mean gradient magnitude of predicted frames
+  to that of the true frames: 1 is as sharp as reality, a blurred
+  prediction scores below 1, the all-black frame 0.
+- For a stochastic model, best-of-N PSNR/SSIM takes per clip the best of N
+  sampled futures (the SAVP protocol); diversity is the mean per-frame MSE
+  between pairs of samples of one clip.
 
 All functions take numpy arrays shaped (clips, time, height, width,
 channels), float in [0, 1], and return per-step arrays of length `time`.
@@ -113,6 +119,39 @@ def ssim_per_step(pred, true) -> np.ndarray:
     return ssim_frames(pred, true).mean(axis=0)
 
 
+def gradient_magnitude_frames(frames) -> np.ndarray:
+    """Mean gradient magnitude (central differences) of every frame: shape (clips, time)."""
+    frames = np.asarray(frames, np.float64)
+    dy = np.gradient(frames, axis=2)
+    dx = np.gradient(frames, axis=3)
+    return np.sqrt(dx**2 + dy**2).mean(axis=(2, 3, 4))
+
+
+def best_of_n(samples, true) -> dict[str, float]:
+    """Best-of-N and mean-of-N PSNR/SSIM, and diversity, of sampled futures.
+
+    Args:
+        samples: (clips, N, time, H, W, C) sampled futures.
+        true: (clips, time, H, W, C).
+
+    Returns:
+        {"psnr_best", "psnr_mean", "ssim_best", "ssim_mean", "diversity_mse"},
+        each averaged over clips.
+    """
+    samples = np.asarray(samples, np.float64)
+    if samples.ndim != 6 or samples.shape[:1] + samples.shape[2:] != np.shape(true):
+        raise DataError("best_of_n expects samples (clips, N, time, H, W, C) matching the truth "
+                        f"(clips, time, H, W, C). Received {samples.shape} and {np.shape(true)}")
+    n = samples.shape[1]
+    psnr = np.stack([psnr_frames(samples[:, i], true).mean(axis=1) for i in range(n)], axis=1)
+    ssim = np.stack([ssim_frames(samples[:, i], true).mean(axis=1) for i in range(n)], axis=1)
+    pairs = [((samples[:, i] - samples[:, j]) ** 2).sum(axis=(2, 3, 4)).mean(axis=1)
+             for i in range(n) for j in range(i + 1, n)]
+    return {"psnr_best": float(psnr.max(axis=1).mean()), "psnr_mean": float(psnr.mean()),
+            "ssim_best": float(ssim.max(axis=1).mean()), "ssim_mean": float(ssim.mean()),
+            "diversity_mse": float(np.mean(pairs)) if pairs else 0.0}
+
+
 class MetricAccumulator:
     """Accumulates per-step sums over batches; `result()` gives overall and per-step values."""
 
@@ -131,6 +170,8 @@ class MetricAccumulator:
             "psnr": psnr_frames(pred, true).sum(axis=0),
             "ssim": ssim_frames(pred, true).sum(axis=0),
             "ssim_uniform7": ssim_uniform7_frames(pred, true).sum(axis=0),
+            "gradient_pred": gradient_magnitude_frames(pred).sum(axis=0),
+            "gradient_true": gradient_magnitude_frames(true).sum(axis=0),
         }
         for name, v in values.items():
             self.sums[name] = self.sums.get(name, 0.0) + v
@@ -144,5 +185,9 @@ class MetricAccumulator:
             per_step = self.sums[name] / self.count
             out[name] = {"mean": float(per_step.mean()),
                          "per_step": [float(v) for v in per_step]}
+        pred, true = self.sums["gradient_pred"], self.sums["gradient_true"]
+        ratio = pred / np.maximum(true, 1e-12)
+        out["sharpness"] = {"mean": float(pred.sum() / max(true.sum(), 1e-12)),
+                            "per_step": [float(v) for v in ratio]}
         out["clips"] = self.count
         return out
