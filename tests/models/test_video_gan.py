@@ -7,6 +7,7 @@ import pytest
 
 from tests.conftest import tiny_run_config
 from vidgen.models import FrameDiscriminator, VideoDiscriminator, VideoGAN, VideoPredictor
+from vidgen.models.spectral_norm_conv import SpectralNormConv
 from vidgen.training.losses import ReconstructionLoss
 
 TINY = dict(frame_size=16, channels=1, horizon=3, encoder_filters=(4, 8), core_filters=(8,),
@@ -38,6 +39,7 @@ def test_critic_shapes_config_and_spectral_norm(cls):
     assert logits.shape == ((2, 5) if cls is FrameDiscriminator else (2,))
     assert len(features) == 2
     assert all(isinstance(c, keras.layers.SpectralNormalization) for c in critic.convs)
+    assert all(isinstance(c, SpectralNormConv) for c in critic.convs)
     clone = cls.from_config(critic.get_config())
     assert clone.get_config() == critic.get_config()
     with pytest.raises(ValueError, match="filters must be positive"):

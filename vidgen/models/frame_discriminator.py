@@ -5,6 +5,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from vidgen.models.spectral_norm_conv import SpectralNormConv
+
 
 def check_critic_arguments(frame_size: int, channels: int, filters) -> tuple[int, ...]:
     """Validates the arguments shared by the critics; returns `filters` as a tuple."""
@@ -24,8 +26,9 @@ class FrameDiscriminator(keras.layers.Layer):
 
     Stride-2 convolutions with LeakyReLU, then a one-channel convolution
     whose patch scores are averaged: one logit per frame. Every convolution
-    is wrapped in `keras.layers.SpectralNormalization` (Miyato et al. 2018),
-    which keeps the critic 1-Lipschitz-ish and the adversarial game stable.
+    is spectrally normalised (`SpectralNormConv`, Keras' SpectralNormalization
+    made safe under tf.distribute; Miyato et al. 2018), which keeps the
+    critic roughly 1-Lipschitz and the adversarial game stable.
 
     Args:
         frame_size: height and width of the (square) frames.
@@ -53,10 +56,10 @@ class FrameDiscriminator(keras.layers.Layer):
         self.filters = check_critic_arguments(frame_size, channels, filters)
         self.frame_size = frame_size
         self.channels = channels
-        self.convs = [keras.layers.SpectralNormalization(
+        self.convs = [SpectralNormConv(
             keras.layers.Conv2D(f, 4, strides=2, padding="same"), name=f"conv_{i}")
             for i, f in enumerate(self.filters)]
-        self.score = keras.layers.SpectralNormalization(
+        self.score = SpectralNormConv(
             keras.layers.Conv2D(1, 3, padding="same"), name="score")
         self.build((None, None, frame_size, frame_size, channels))
 

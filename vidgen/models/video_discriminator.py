@@ -6,6 +6,7 @@ import keras
 from keras import ops
 
 from vidgen.models.frame_discriminator import check_critic_arguments
+from vidgen.models.spectral_norm_conv import SpectralNormConv
 
 
 @keras.saving.register_keras_serializable(package="vidgen")
@@ -45,10 +46,10 @@ class VideoDiscriminator(keras.layers.Layer):
         self.convs = []
         for i, f in enumerate(self.filters):
             strides = (1, 2, 2) if i == 0 else (2, 2, 2)
-            self.convs.append(keras.layers.SpectralNormalization(
+            self.convs.append(SpectralNormConv(
                 keras.layers.Conv3D(f, (3, 4, 4), strides=strides, padding="same"),
                 name=f"conv_{i}"))
-        self.score = keras.layers.SpectralNormalization(
+        self.score = SpectralNormConv(
             keras.layers.Conv3D(1, 3, padding="same"), name="score")
         self.build((None, None, frame_size, frame_size, channels))
 

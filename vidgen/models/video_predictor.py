@@ -530,7 +530,9 @@ class VideoPredictor(keras.Model):
             loss = self.objective(self.loss, context, target, context_preds, preds, kl)
         grads = tape.gradient(loss, self.trainable_variables)
         self.optimizer.apply(grads, self.trainable_variables)
-        self.loss_tracker.update_state(loss)
+        # The loss objects scale by 1 / replicas; the tracker shows the global value.
+        replicas = float(tf.distribute.get_strategy().num_replicas_in_sync)
+        self.loss_tracker.update_state(loss * replicas)
         self.teacher_tracker.update_state(teacher_prob)
         trackers = [self.loss_tracker, self.teacher_tracker]
         if self.latent_dim:
@@ -542,7 +544,9 @@ class VideoPredictor(keras.Model):
         context, target, _ = keras.utils.unpack_x_y_sample_weight(data)
         # Honest validation: a full autoregressive rollout, no true frame after the context.
         preds = self.rollout(context, target.shape[1])
-        loss = self.loss(target, preds)
+        import tensorflow as tf
+
+        loss = self.loss(target, preds) * float(tf.distribute.get_strategy().num_replicas_in_sync)
         frame_mse = ops.mean(ops.sum(ops.square(preds - target), axis=(2, 3, 4)))
         self.loss_tracker.update_state(loss)
         self.frame_mse_tracker.update_state(frame_mse)

@@ -1,0 +1,48 @@
+"""Run by test_replicas.py in a fresh process: 1 replica vs 2 replicas on one global batch.
+
+Two logical CPU devices must be configured before TensorFlow initialises,
+which the test process has already done; hence a separate interpreter.
+Prints one JSON line: the losses and the largest gradient difference.
+"""
+
+import json
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import tensorflow as tf  # noqa: E402
+
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from vidgen.models import VideoPredictor  # noqa: E402
+from vidgen.training.losses import ReconstructionLoss  # noqa: E402
+
+TINY = dict(frame_size=16, channels=1, horizon=3, encoder_filters=(4, 8), core_filters=(8,),
+            decoder_filters=(8, 4), dna_kernel=3, head=sys.argv[1] if len(sys.argv) > 1 else "sdna")
+clips = np.random.default_rng(0).random((4, 6, 16, 16, 1)).astype("float32")
+
+
+def one_step(strategy):
+    with strategy.scope():
+        keras.utils.set_random_seed(1)
+        model = VideoPredictor(**TINY)
+        # SGD with learning rate 1: the weight change of one step is the gradient.
+        model.compile(optimizer=keras.optimizers.SGD(1.0),
+                      loss=ReconstructionLoss(l1_weight=1.0, ssim_weight=0.5))
+    before = [np.asarray(v) for v in model.trainable_variables]
+    data = tf.data.Dataset.from_tensor_slices((clips[:, :3], clips[:, 3:])).batch(4)
+    history = model.fit(data, epochs=1, verbose=0, validation_data=data)
+    grads = [b - np.asarray(v) for b, v in zip(before, model.trainable_variables)]
+    return {k: float(v[0]) for k, v in history.history.items()}, grads
+
+
+single, g1 = one_step(tf.distribute.get_strategy())
+double, g2 = one_step(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))
+print(json.dumps({"single": single, "double": double,
+                  "max_grad_diff": max(float(np.abs(a - b).max()) for a, b in zip(g1, g2)),
+                  "max_grad": max(float(np.abs(a).max()) for a in g1)}))
