@@ -3,6 +3,10 @@
 Two logical CPU devices must be configured before TensorFlow initialises,
 which the test process has already done; hence a separate interpreter.
 Prints one JSON line: the losses and the largest gradient difference.
+One strategy per process: a second MirroredStrategy in the same process
+reuses collective instance keys and fails (tensorflow/tensorflow#62790).
+
+Usage: replica_check.py sdna|cdna|gan
 """
 
 import json
@@ -19,11 +23,17 @@ tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfigur
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from vidgen.models import VideoPredictor  # noqa: E402
+from vidgen.models import (  # noqa: E402
+    FrameDiscriminator,
+    VideoDiscriminator,
+    VideoGAN,
+    VideoPredictor,
+)
 from vidgen.training.losses import ReconstructionLoss  # noqa: E402
 
+MODE = sys.argv[1]
 TINY = dict(frame_size=16, channels=1, horizon=3, encoder_filters=(4, 8), core_filters=(8,),
-            decoder_filters=(8, 4), dna_kernel=3, head=sys.argv[1] if len(sys.argv) > 1 else "sdna")
+            decoder_filters=(8, 4), dna_kernel=3, head="cdna" if MODE == "cdna" else "sdna")
 clips = np.random.default_rng(0).random((4, 6, 16, 16, 1)).astype("float32")
 
 
@@ -31,9 +41,15 @@ def one_step(strategy):
     with strategy.scope():
         keras.utils.set_random_seed(1)
         model = VideoPredictor(**TINY)
+        loss = ReconstructionLoss(l1_weight=1.0, ssim_weight=0.5)
         # SGD with learning rate 1: the weight change of one step is the gradient.
-        model.compile(optimizer=keras.optimizers.SGD(1.0),
-                      loss=ReconstructionLoss(l1_weight=1.0, ssim_weight=0.5))
+        if MODE == "gan":
+            model = VideoGAN(model, FrameDiscriminator(16, 1, (4, 8)),
+                             VideoDiscriminator(16, 1, (4,)), critic_frames=2)
+            model.compile(keras.optimizers.SGD(1.0), keras.optimizers.SGD(1.0), loss,
+                          feature_matching_weight=0.5)
+        else:
+            model.compile(optimizer=keras.optimizers.SGD(1.0), loss=loss)
     before = [np.asarray(v) for v in model.trainable_variables]
     data = tf.data.Dataset.from_tensor_slices((clips[:, :3], clips[:, 3:])).batch(4)
     history = model.fit(data, epochs=1, verbose=0, validation_data=data)
