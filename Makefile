@@ -26,7 +26,7 @@ test: $(STAMP)
 	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/python -m pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check vidgen export serving tests
+	$(BIN)/ruff check vidgen export serving tests bench
 
 bench: $(STAMP)
 	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/python -m bench.data_pipeline

@@ -45,13 +45,15 @@ PRESETS: dict[str, Config] = {
                           learning_rate=1e-3, warmup_steps=1000, bce_weight=1.0),
     ),
     # The quick model trained as the generator of a VideoGAN: the same data, model and
-    # time budget, plus a per-frame critic on 4 predicted frames and a 3D-conv critic on
-    # the whole clip (hinge loss). Compare its run with `make train`'s.
+    # time budget, plus a per-step latent variable (several futures), a per-frame critic
+    # on 4 predicted frames and a 3D-conv critic on the whole clip (hinge loss). Compare
+    # its run with `make train`'s: python -m bench.gan_vs_deterministic RUN_A RUN_B.
     "quick_gan": Config(
         data=DataConfig(source="digits", frame_size=64, channels=1, context=10, horizon=10,
                         min_digits=1, max_digits=3),
         model=dataclasses.replace(_QUICK_MODEL, frame_critic_filters=(16, 32, 64),
-                                  video_critic_filters=(16, 32, 64), critic_frames=4),
+                                  video_critic_filters=(16, 32, 64), critic_frames=4,
+                                  latent_dim=4, kl_weight=1e-4),
         train=TrainConfig(batch_size=8, epochs=9, steps_per_epoch=100, val_batches=8,
                           learning_rate=3e-3, warmup_steps=50, bce_weight=1.0,
                           adversarial="hinge", adversarial_weight=0.01,

@@ -46,3 +46,20 @@ def test_generate_writes_a_grid_of_samples(stochastic_gan_run, tmp_path):
     assert len(grid) == 3 + 5 and grid[0].shape[1] > 2 * 16  # truth + 3 samples, 2 columns
     assert main(["generate", stochastic_gan_run, "--input", str(clip), "--out", out,
                  "--samples", "0"]) == 2
+
+
+def test_gan_benchmark_compares_runs_and_draws_the_gif(stochastic_gan_run, tmp_path):
+    from bench.gan_vs_deterministic import compare, read_metrics, side_by_side_gif
+
+    report = read_metrics(stochastic_gan_run)
+    result = compare(report, report)
+    assert result["criteria"]["gan_mse_ratio"] == 1.0
+    assert not result["criteria"]["gan_sharpness_closer_to_real"]  # equal is not closer
+    assert "best_of_n_ssim_at_least_deterministic" in result["criteria"]
+    other = dict(report, clips=report["clips"] + 1)
+    with pytest.raises(Exception, match="different clips"):
+        compare(report, other)
+    gif = side_by_side_gif(stochastic_gan_run, stochastic_gan_run, str(tmp_path / "s.gif"),
+                           clips=2, samples=1)
+    frames = imageio.mimread(gif)
+    assert len(frames) == 6 and frames[0].shape[1] > 4 * 16  # truth, det, GAN, 1 sample
