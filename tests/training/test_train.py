@@ -25,7 +25,7 @@ def run_dir(tmp_path_factory):
 def test_run_directory_holds_everything(run_dir):
     for name in ("config.json", "model.keras", "metrics.json", "training.json",
                  "checkpoints/last.keras", "checkpoints/best.json",
-                 "backup/training_metadata.json", "logs/history.csv",
+                 "backup/state.json", "backup/epoch-0002.weights.h5", "logs/history.csv",
                  "samples/epoch_001.gif", "samples/epoch_002.gif", "samples/test.gif",
                  "samples/test_grid.png", "plots/psnr_per_step.png", "plots/ssim_per_step.png"):
         assert os.path.isfile(os.path.join(run_dir, name)), name
@@ -121,8 +121,10 @@ def test_run_without_model(tmp_path):
 
 
 def test_cli_train_errors(tmp_path, capsys):
-    assert main(["train", "--run-dir", str(tmp_path / "x"), "--resume"]) == 2
-    assert "Cannot resume" in capsys.readouterr().err
+    # --resume of a run that never started: with a config it starts (the same command
+    # restarts a preempted job); with nothing to go on it is an error.
+    with pytest.raises(VidgenError, match="Cannot resume"):
+        train(None, str(tmp_path / "x"), resume=True)
     assert main(["generate", str(tmp_path), "--input", "a.mp4", "--out", "o.gif"]) == 2
     assert "not a run directory" in capsys.readouterr().err
 
@@ -151,7 +153,7 @@ def test_ctrl_c_saves_and_resume_continues(tmp_path):
     summary = train(tiny_run_config(), run, extra_callbacks=[Interrupt()])
     assert summary["interrupted"]
     assert os.path.isfile(os.path.join(run, "checkpoints", "interrupted.keras"))
-    meta = json.load(open(os.path.join(run, "backup", "training_metadata.json")))
+    meta = json.load(open(os.path.join(run, "backup", "state.json")))
     assert meta["epoch"] == 1, "the backup holds the last finished epoch"
     summary = train(None, run, resume=True, evaluate_after=False)
     assert summary["epochs_run"] == 1 and not summary["interrupted"]

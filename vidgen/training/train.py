@@ -5,7 +5,7 @@ A run directory holds everything a run makes:
     RUN/config.json          the resolved config, written before the first step
     RUN/model.keras          the best model by validation rollout loss
     RUN/checkpoints/         last.keras (after every epoch) and best.json
-    RUN/backup/              BackupAndRestore state for --resume
+    RUN/backup/              the last two epochs' weights, optimizers and RNG state (--resume)
     RUN/logs/                TensorBoard events and history.csv
     RUN/samples/*.gif        predictions on fixed validation clips, per epoch
     RUN/metrics.json, plots/ written by the evaluation at the end
@@ -35,6 +35,7 @@ from vidgen.errors import ConfigError, VidgenError
 from vidgen.fileio import write_json_atomic
 from vidgen.models import FrameDiscriminator, VideoDiscriminator, VideoGAN, VideoPredictor
 from vidgen.training import callbacks as cb
+from vidgen.training.backup import AtomicBackup
 from vidgen.training.losses import ReconstructionLoss
 
 
@@ -159,11 +160,15 @@ def prepare_run_dir(cfg: Optional[Config], run_dir: str, resume: bool) -> Config
     """Creates (or reopens with `resume`) a run directory; returns the run's config."""
     paths = RunPaths(run_dir)
     exists = os.path.isfile(paths.config)
-    if resume:
-        if not exists:
+    if resume and not exists:
+        if cfg is None:
             raise VidgenError(
                 f"Cannot resume {run_dir!r}: it has no config.json (expected a run directory "
                 "made by `vidgen train`).")
+        # The same command restarts a preempted job: nothing to resume yet, so start.
+        print(f"Nothing to resume in {run_dir!r} yet: starting a new run there.")
+        resume = False
+    if resume:
         saved = Config.from_json(paths.config).validate()
         if cfg is not None and cfg != saved:
             raise ConfigError(
@@ -221,8 +226,7 @@ def train(cfg: Optional[Config], run_dir: str, resume: bool = False,
     budget = cb.TimeBudget(t.time_budget_minutes)
     throughput = cb.Throughput(t.batch_size)
     callbacks = [
-        keras.callbacks.BackupAndRestore(paths.backup, save_freq="epoch",
-                                         double_checkpoint=True, delete_checkpoint=False),
+        AtomicBackup(paths.backup),
         cb.BestModelCheckpoint(paths.model, os.path.join(paths.checkpoints, "best.json")),
         cb.LastModelCheckpoint(os.path.join(paths.checkpoints, "last.keras")),
         keras.callbacks.CSVLogger(os.path.join(paths.logs, "history.csv"), append=True),

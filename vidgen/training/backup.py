@@ -1,0 +1,135 @@
+"""Crash-safe training backups: resume after a kill from the last finished epoch.
+
+Keras' BackupAndRestore writes its weights file in place (a kill while
+writing leaves a truncated file) and, when the latest file cannot be read,
+falls back only on OSError. This callback writes every backup under a
+temporary name and renames it into place, records it in `state.json`
+(itself replaced atomically: the commit point), keeps the previous backup,
+and on restart loads the latest one that reads, reporting any it skips. If
+backups exist but none can be read it stops with an error instead of
+silently training from scratch.
+
+What a backup holds: the model's weights and both optimizers' states
+(iterations, moments; `save_weights` includes them), the epoch, and the
+state of every `keras.random.SeedGenerator` of the model (not part of
+`save_weights`), so scheduled sampling, frame choices and latent noise
+continue where they were.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+from typing import Optional
+
+import keras
+import numpy as np
+
+from vidgen.errors import VidgenError
+from vidgen.fileio import write_json_atomic
+
+STATE = "state.json"
+
+
+def seed_generators(model) -> dict[str, keras.random.SeedGenerator]:
+    """Every SeedGenerator reachable from the model and its generator, by attribute path."""
+    found = {}
+    for prefix, obj in (("model", model), ("generator", getattr(model, "generator", None))):
+        generator = getattr(obj, "seed_generator", None)
+        if isinstance(generator, keras.random.SeedGenerator):
+            found[prefix] = generator
+    return found
+
+
+class AtomicBackup(keras.callbacks.Callback):
+    """Backs up model, optimizers, epoch and RNG state after every epoch, atomically.
+
+    Args:
+        directory: the run's backup folder.
+        keep: backups kept (the latest and the previous ones).
+    """
+
+    def __init__(self, directory: str, keep: int = 2):
+        super().__init__()
+        if keep < 1:
+            raise ValueError(f"keep must be >= 1. Received: {keep}")
+        self.directory = directory
+        self.keep = keep
+        self.restored_epoch: Optional[int] = None
+
+    # ---------------------------------------------------------------- saving
+
+    def _weights_path(self, epoch: int) -> str:
+        return os.path.join(self.directory, f"epoch-{epoch:04d}.weights.h5")
+
+    def on_epoch_end(self, epoch, logs=None):
+        os.makedirs(self.directory, exist_ok=True)
+        path = self._weights_path(epoch + 1)
+        tmp = os.path.join(self.directory, f".tmp-{os.getpid()}.weights.h5")
+        self.model.save_weights(tmp, overwrite=True)
+        os.replace(tmp, path)
+        backups = self._listed() + [os.path.basename(path)]
+        backups = list(dict.fromkeys(backups))[-self.keep:]
+        write_json_atomic(os.path.join(self.directory, STATE), {
+            "epoch": epoch + 1,
+            "backups": backups,
+            "seeds": {name: np.asarray(g.state.value).tolist()
+                      for name, g in seed_generators(self.model).items()},
+        })
+        for old in glob.glob(os.path.join(self.directory, "epoch-*.weights.h5")):
+            if os.path.basename(old) not in backups:
+                os.remove(old)
+
+    def _listed(self) -> list[str]:
+        state = self._read_state()
+        return list(state.get("backups", [])) if state else []
+
+    def _read_state(self) -> Optional[dict]:
+        path = os.path.join(self.directory, STATE)
+        if not os.path.isfile(path):
+            return None
+        try:
+            with open(path) as f:
+                return json.load(f)
+        except (OSError, ValueError) as e:
+            raise VidgenError(f"Backup state {path!r} is unreadable ({e}); it is written "
+                              "atomically, so the file was changed by hand or the disk is "
+                              "failing. Delete the backup folder to start over.") from None
+
+    # ------------------------------------------------------------- restoring
+
+    def on_train_begin(self, logs=None):
+        state = self._read_state()
+        if state is None:
+            if glob.glob(os.path.join(self.directory, "epoch-*.weights.h5")):
+                raise VidgenError(f"{self.directory!r} holds backups but no {STATE}; refusing "
+                                  "to guess which is complete. Delete the folder to start over.")
+            return
+        optimizer = self.model.optimizer
+        if optimizer is not None and not optimizer.built:
+            # Slots must exist for their saved values to load (else Keras skips them).
+            optimizer.build(self.model.trainable_variables)
+        errors = []
+        for name in reversed(state.get("backups", [])):
+            path = os.path.join(self.directory, name)
+            try:
+                self.model.load_weights(path)
+            except Exception as e:  # h5py and Keras raise many types for a damaged file
+                errors.append(f"{name}: {type(e).__name__}: {str(e)[:200]}")
+                print(f"vidgen: backup {path} could not be loaded ({errors[-1]}); trying the "
+                      "previous one.")
+                continue
+            epoch = int(name.split("-")[1].split(".")[0])
+            if epoch == state["epoch"]:
+                for key, value in state.get("seeds", {}).items():
+                    generator = seed_generators(self.model).get(key)
+                    if generator is not None:
+                        generator.state.assign(np.asarray(value, generator.state.dtype))
+            self.model._initial_epoch = epoch
+            self.restored_epoch = epoch
+            print(f"vidgen: resumed from {path} (epoch {epoch}).")
+            return
+        raise VidgenError(f"No backup in {self.directory!r} could be loaded ({'; '.join(errors)})."
+                          " Not restarting from scratch silently: delete the folder to start "
+                          "over.")
