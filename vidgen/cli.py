@@ -93,7 +93,8 @@ def _cmd_train(args) -> int:
         raise VidgenError("--resume needs --run-dir: the run directory to continue.")
     stamp = time.strftime("%Y%m%d-%H%M%S")
     run_dir = args.run_dir or os.path.join("runs", f"{args.preset}-{stamp}")
-    summary = train(cfg, run_dir, resume=args.resume, evaluate_after=not args.no_evaluate)
+    summary = train(cfg, run_dir, resume=args.resume, evaluate_after=not args.no_evaluate,
+                    strategy=args.strategy)
     if summary["interrupted"]:
         return 130
     if not args.no_evaluate:
@@ -172,6 +173,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
     p.add_argument("--no-evaluate", action="store_true",
                    help="skip the test-set evaluation at the end")
+    p.add_argument("--strategy", default=None,
+                   choices=("auto", "default", "mirrored", "multiworker", "tpu"),
+                   help="tf.distribute strategy (default: the config's train.strategy, "
+                        "auto: one device, or all GPUs, or the TF_CONFIG cluster); may "
+                        "differ on --resume")
     p.set_defaults(func=_cmd_train, preset_given=False)
 
     p = sub.add_parser("evaluate", help="rollout metrics of a run's model vs baselines")

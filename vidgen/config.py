@@ -225,6 +225,8 @@ class TrainConfig:
         adversarial_weight: weight of the generator's adversarial term.
         feature_matching_weight: weight of the critic feature-matching term.
         critic_learning_rate: learning rate of the critics (0: learning_rate).
+        strategy: tf.distribute strategy: "auto", "default", "mirrored",
+            "multiworker" or "tpu" (see vidgen/training/distribute.py).
         time_budget_minutes: stop training after this wall time (0: none);
             the epoch in progress ends early and the run is finished as usual.
         jit_compile: XLA; off by default (14x slower on a 2-core CPU, measured).
@@ -250,6 +252,7 @@ class TrainConfig:
     adversarial_weight: float = 0.01
     feature_matching_weight: float = 0.0
     critic_learning_rate: float = 0.0
+    strategy: str = "auto"
     time_budget_minutes: float = 0.0
     jit_compile: bool = False
     sample_clips: int = 4
@@ -262,6 +265,10 @@ class TrainConfig:
                       "mse_weight", "l1_weight", "bce_weight", "ssim_weight",
                       "time_budget_minutes", "lr_final_fraction", "adversarial_weight",
                       "feature_matching_weight", "critic_learning_rate")
+        if self.strategy not in ("auto", "default", "mirrored", "multiworker", "tpu"):
+            raise ConfigError(
+                "train.strategy must be 'auto', 'default', 'mirrored', 'multiworker' or "
+                f"'tpu'. Received: train.strategy={self.strategy!r}")
         if self.adversarial not in ("none", "hinge", "nonsaturating"):
             raise ConfigError(
                 "train.adversarial must be 'none', 'hinge' or 'nonsaturating'. "

@@ -36,6 +36,7 @@ from vidgen.fileio import write_json_atomic
 from vidgen.models import FrameDiscriminator, VideoDiscriminator, VideoGAN, VideoPredictor
 from vidgen.training import callbacks as cb
 from vidgen.training.backup import AtomicBackup
+from vidgen.training.distribute import make_strategy, per_replica_batch
 from vidgen.training.losses import ReconstructionLoss
 
 
@@ -194,8 +195,9 @@ def _sample_batch(cfg: Config, n: int):
 
 def train(cfg: Optional[Config], run_dir: str, resume: bool = False,
           evaluate_after: bool = True,
-          extra_callbacks: Sequence[keras.callbacks.Callback] = ()) -> dict[str, Any]:
-    """Trains a VideoPredictor, then evaluates it on the test split.
+          extra_callbacks: Sequence[keras.callbacks.Callback] = (),
+          strategy: Optional[str] = None) -> dict[str, Any]:
+    """Trains a VideoPredictor (or VideoGAN), then evaluates it on the test split.
 
     Args:
         cfg: the resolved config (None with `resume`: read from the run).
@@ -203,19 +205,22 @@ def train(cfg: Optional[Config], run_dir: str, resume: bool = False,
         resume: continue the run in `run_dir` from its last backup.
         evaluate_after: write metrics.json, plots and test GIFs at the end.
         extra_callbacks: more Keras callbacks for `fit`.
+        strategy: tf.distribute strategy name overriding `cfg.train.strategy`
+            (a resumed run may train on other hardware).
 
     Returns:
         A summary: epochs run, time, throughput, best validation MSE,
         whether it was interrupted.
     """
-    import tensorflow as tf
-
     from vidgen.data.pipeline import make_dataset
 
     cfg = prepare_run_dir(cfg, run_dir, resume)
     paths = RunPaths(run_dir)
     t = cfg.train
-    strategy = tf.distribute.get_strategy()
+    strategy, strategy_name = make_strategy(strategy or t.strategy)
+    replicas = strategy.num_replicas_in_sync
+    print(f"Strategy {strategy_name} ({type(strategy).__name__}): {replicas} replica(s), "
+          f"global batch {t.batch_size}, {per_replica_batch(t.batch_size, replicas)} per replica")
     with strategy.scope():
         model = compile_model(build_model(cfg), cfg)
     train_ds = make_dataset(cfg, "train")
