@@ -225,6 +225,8 @@ class TrainConfig:
         adversarial_weight: weight of the generator's adversarial term.
         feature_matching_weight: weight of the critic feature-matching term.
         critic_learning_rate: learning rate of the critics (0: learning_rate).
+        mixed_precision: compute in mixed_float16 with loss scaling on GPUs,
+            mixed_bfloat16 on CPUs; variables, states and frames stay float32.
         strategy: tf.distribute strategy: "auto", "default", "mirrored",
             "multiworker" or "tpu" (see vidgen/training/distribute.py).
         time_budget_minutes: stop training after this wall time (0: none);
@@ -253,6 +255,7 @@ class TrainConfig:
     feature_matching_weight: float = 0.0
     critic_learning_rate: float = 0.0
     strategy: str = "auto"
+    mixed_precision: bool = False
     time_budget_minutes: float = 0.0
     jit_compile: bool = False
     sample_clips: int = 4

@@ -161,7 +161,7 @@ class VideoGAN(keras.Model):
         return [v for c in self.critics for v in c.trainable_variables]
 
     def _critic_outputs(self, context, future, frame_index):
-        """(logits, features) of every critic for one clip batch."""
+        """(logits, features) of every critic for one clip batch, in float32."""
         out = []
         if self.frame_critic is not None:
             frames = ops.take(future, frame_index, axis=1)
@@ -169,7 +169,9 @@ class VideoGAN(keras.Model):
         if self.video_critic is not None:
             clip = ops.concatenate([context, future], axis=1)
             out.append(self.video_critic(clip, training=True, return_features=True))
-        return out
+        # Under a mixed-precision policy the critics compute in (b)float16.
+        return [(ops.cast(logits, "float32"), [ops.cast(f, "float32") for f in features])
+                for logits, features in out]
 
     def train_step(self, data):
         import tensorflow as tf
@@ -191,8 +193,9 @@ class VideoGAN(keras.Model):
                 fake_out = self._critic_outputs(context, fake, frame_index)
                 d_loss = sum(ops.mean(critic_loss(self.adversarial, r[0], f[0]))
                              for r, f in zip(real_out, fake_out)) / replicas
+                d_scaled = self.d_optimizer.scale_loss(d_loss)
             critic_vars = self.critic_variables
-            d_grads = d_tape.gradient(d_loss, critic_vars)
+            d_grads = d_tape.gradient(d_scaled, critic_vars)
             self.d_optimizer.apply(d_grads, critic_vars)
             # Generator update against the updated critics.
             gen_out = self._critic_outputs(context, preds, frame_index)
@@ -206,8 +209,9 @@ class VideoGAN(keras.Model):
                 fm = sum(ops.mean(ops.abs(a - b)) for a, b in
                          zip(real_features, gen_features)) / replicas
                 g_loss = g_loss + self.feature_matching_weight * fm
+            g_scaled = self.g_optimizer.scale_loss(g_loss)
         g_vars = self.generator.trainable_variables
-        self.g_optimizer.apply(g_tape.gradient(g_loss, g_vars), g_vars)
+        self.g_optimizer.apply(g_tape.gradient(g_scaled, g_vars), g_vars)
 
         real_logit = sum(ops.mean(r[0]) for r in real_out) / len(real_out)
         fake_logit = sum(ops.mean(f[0]) for f in fake_out) / len(fake_out)

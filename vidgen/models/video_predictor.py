@@ -287,7 +287,7 @@ class VideoPredictor(keras.Model):
 
     def _latent(self, hidden, frame, noise, next_truth):
         """z and KL(q || p) of one step; the posterior when `next_truth` is given."""
-        prior = ops.clip(self.prior_net(hidden), -10.0, 10.0)
+        prior = ops.clip(ops.cast(self.prior_net(hidden), "float32"), -10.0, 10.0)
         mu_p, logvar_p = prior[..., :self.latent_dim], prior[..., self.latent_dim:]
         mu, logvar, kl = mu_p, logvar_p, ops.convert_to_tensor(0.0)
         if next_truth is not None:
@@ -295,7 +295,7 @@ class VideoPredictor(keras.Model):
             if self.difference_input:
                 x = ops.concatenate([next_truth, next_truth - frame], axis=-1)
             post = self.posterior_net(ops.concatenate([hidden, self.encoder(x)[0]], axis=-1))
-            post = ops.clip(post, -10.0, 10.0)
+            post = ops.clip(ops.cast(post, "float32"), -10.0, 10.0)
             mu, logvar = post[..., :self.latent_dim], post[..., self.latent_dim:]
             kl = 0.5 * (logvar_p - logvar
                         + (ops.exp(logvar) + ops.square(mu - mu_p)) / ops.exp(logvar_p) - 1.0)
@@ -319,6 +319,10 @@ class VideoPredictor(keras.Model):
             x, s = cell(x, states[i:i + cell.num_states])
             new_states.extend(s)
             i += cell.num_states
+        # Under a mixed-precision policy the layers compute in (b)float16; the states,
+        # the motion maps and every frame stay float32.
+        x = ops.cast(x, "float32")
+        new_states = [ops.cast(s, "float32") for s in new_states]
         if self.difference_input:
             new_states.append(frame)
         kl = ops.convert_to_tensor(0.0)
@@ -328,7 +332,7 @@ class VideoPredictor(keras.Model):
         # Bounded logits keep every probability within [3e-7, 1 - 3e-7]: saturated
         # sigmoids on mostly black frames would otherwise give vanishing gradients
         # and values in float32's subnormal range.
-        maps = ops.clip(self.decoder(x, skips), -15.0, 15.0)
+        maps = ops.clip(ops.cast(self.decoder(x, skips), "float32"), -15.0, 15.0)
         if self.head == "pixels":
             return ops.sigmoid(maps), new_states, kl
         if self.head == "sdna":
@@ -348,7 +352,8 @@ class VideoPredictor(keras.Model):
                     kl)
         n = self.cdna_kernels
         pooled = ops.concatenate([ops.mean(x, axis=(1, 2)), ops.max(x, axis=(1, 2))], axis=-1)
-        logits = ops.reshape(self.kernel_head(pooled), (-1, n, self.dna_kernel ** 2))
+        logits = ops.reshape(ops.cast(self.kernel_head(pooled), "float32"),
+                             (-1, n, self.dna_kernel ** 2))
         kernels = _hard(logits) if sharp else ops.softmax(logits, axis=-1)
         candidates = self._transform(frame, kernels)                 # (B, H, W, C, n)
         generated = ops.sigmoid(maps[..., n + 1:])                      # (B, H, W, C)
@@ -528,7 +533,9 @@ class VideoPredictor(keras.Model):
         with tf.GradientTape() as tape:
             context_preds, preds, kl = self.unroll(context, target, teacher_prob)
             loss = self.objective(self.loss, context, target, context_preds, preds, kl)
-        grads = tape.gradient(loss, self.trainable_variables)
+            # A LossScaleOptimizer (mixed_float16) scales; other optimizers return loss.
+            scaled = self.optimizer.scale_loss(loss)
+        grads = tape.gradient(scaled, self.trainable_variables)
         self.optimizer.apply(grads, self.trainable_variables)
         # The loss objects scale by 1 / replicas; the tracker shows the global value.
         replicas = float(tf.distribute.get_strategy().num_replicas_in_sync)

@@ -99,18 +99,35 @@ def build_optimizer(cfg: Config, learning_rate: Optional[float] = None
     return keras.optimizers.Adam(lr, **kwargs)
 
 
+def precision_policy(cfg: Config) -> str:
+    """The Keras dtype policy of a run: float32, or mixed for the hardware it runs on."""
+    import tensorflow as tf
+
+    if not cfg.train.mixed_precision:
+        return "float32"
+    return "mixed_float16" if tf.config.list_physical_devices("GPU") else "mixed_bfloat16"
+
+
+def _maybe_loss_scaled(optimizer, cfg: Config):
+    # float16 gradients underflow without loss scaling; bfloat16 has float32's range.
+    if precision_policy(cfg) == "mixed_float16":
+        return keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer
+
+
 def compile_model(model: VideoPredictor | VideoGAN, cfg: Config) -> VideoPredictor | VideoGAN:
     t = cfg.train
     if isinstance(model, VideoGAN):
-        model.compile(g_optimizer=build_optimizer(cfg),
-                      d_optimizer=build_optimizer(cfg, t.critic_learning_rate or None),
+        model.compile(g_optimizer=_maybe_loss_scaled(build_optimizer(cfg), cfg),
+                      d_optimizer=_maybe_loss_scaled(
+                          build_optimizer(cfg, t.critic_learning_rate or None), cfg),
                       reconstruction_loss=build_loss(cfg), adversarial=t.adversarial,
                       adversarial_weight=t.adversarial_weight,
                       feature_matching_weight=t.feature_matching_weight,
                       jit_compile=t.jit_compile)
     else:
-        model.compile(optimizer=build_optimizer(cfg), loss=build_loss(cfg),
-                      jit_compile=t.jit_compile)
+        model.compile(optimizer=_maybe_loss_scaled(build_optimizer(cfg), cfg),
+                      loss=build_loss(cfg), jit_compile=t.jit_compile)
     return model
 
 
@@ -221,8 +238,17 @@ def train(cfg: Optional[Config], run_dir: str, resume: bool = False,
     replicas = strategy.num_replicas_in_sync
     print(f"Strategy {strategy_name} ({type(strategy).__name__}): {replicas} replica(s), "
           f"global batch {t.batch_size}, {per_replica_batch(t.batch_size, replicas)} per replica")
-    with strategy.scope():
-        model = compile_model(build_model(cfg), cfg)
+    policy = precision_policy(cfg)
+    previous_policy = keras.mixed_precision.dtype_policy()
+    keras.mixed_precision.set_dtype_policy(policy)
+    try:
+        with strategy.scope():
+            model = compile_model(build_model(cfg), cfg)
+    finally:
+        # The policy only shapes the layers built here; later code keeps float32.
+        keras.mixed_precision.set_dtype_policy(previous_policy)
+    if policy != "float32":
+        print(f"Mixed precision: {policy} (variables, states and frames in float32)")
     train_ds = make_dataset(cfg, "train")
     val_ds = make_dataset(cfg, "val")
     if t.val_batches:
