@@ -47,6 +47,7 @@ class VersionState:
     def __init__(self, state: str, error: Optional[ServingError] = None):
         self.state = state
         self.error = error
+        self.since = time.monotonic()
 
 
 class ModelManager:
