@@ -50,6 +50,8 @@ class Batcher:
         self._queues: dict[tuple, tuple[Callable, list[_Task]]] = {}
         self._cv = threading.Condition()
         self._closed = False
+        self.calls = 0        # model calls made, and
+        self.examples = 0     # examples they held: examples / calls is the mean batch
         self._threads = [threading.Thread(target=self._loop, name=f"batcher-{i}", daemon=True)
                          for i in range(threads)]
         for t in self._threads:
@@ -122,6 +124,8 @@ class Batcher:
             live = [t for t in tasks if t.future.set_running_or_notify_cancel()]
             if not live:
                 continue
+            self.calls += 1
+            self.examples += sum(t.size for t in live)
             try:
                 if len(live) == 1:
                     outputs = [run(live[0].arrays)]
