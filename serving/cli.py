@@ -45,7 +45,12 @@ def _cmd_start(args) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    server.start()
+    print(f"vidgen-serve: loading the latest version under {args.model_base_path}; the "
+          "ports open once it serves", flush=True)
+    if not server.start(wait_for_model=True, interrupt=stop):
+        server.stop(grace=0)
+        print("vidgen-serve: stopped before a version loaded", flush=True)
+        return 0
     print(f"vidgen-serve: model {args.model_name!r} from {args.model_base_path}; gRPC on "
           f"{args.host}:{server.port}" + (f", REST on {args.host}:{server.rest_api_port}"
                                            if server.rest_api_port else "") +

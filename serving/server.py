@@ -218,14 +218,31 @@ class Server:
             self._http.block_on_close = True
             self.rest_api_port = self._http.server_address[1]
         self._http_thread = None
+        self._started = False
 
-    def start(self) -> None:
+    def start(self, wait_for_model: bool = False,
+              interrupt: Optional[threading.Event] = None) -> bool:
+        """Starts polling versions and the front ends.
+
+        Args:
+            wait_for_model: open the ports only once a version serves, as TF Serving does
+                (clients see UNAVAILABLE until then, which they retry).
+            interrupt: an event that ends the wait early (e.g. set by SIGTERM).
+
+        Returns:
+            False if `interrupt` ended the wait before a version loaded.
+        """
         self.core.start()
+        while wait_for_model and not self.core.manager.loaded.wait(0.1):
+            if interrupt is not None and interrupt.is_set():
+                return False
         self._grpc.start()
         if self._http is not None:
             self._http_thread = threading.Thread(target=self._http.serve_forever,
                                                  name="rest", daemon=True)
             self._http_thread.start()
+        self._started = True
+        return True
 
     def wait_for_model(self, timeout: float = 60.0) -> bool:
         """True once a version serves (False after `timeout` seconds)."""
@@ -234,11 +251,10 @@ class Server:
     def stop(self, grace: float = 30.0) -> None:
         """Stops accepting requests, lets the ones in flight finish, then shuts down."""
         if self._http is not None:
-            self._http.shutdown()
-        stopped = self._grpc.stop(grace)
-        if self._http is not None:
+            if self._started:
+                self._http.shutdown()
             self._http.server_close()  # joins the REST request threads
-        stopped.wait()
+        self._grpc.stop(grace).wait()
         self.core.stop()
 
 
