@@ -4,6 +4,7 @@ VIDGEN_FUZZ_EXAMPLES sets the number of requests (3000 by default; the
 benchmark runs more).
 """
 
+import math
 import os
 
 import grpc
@@ -60,7 +61,7 @@ def tensor_protos(draw):
         proto.string_val.extend(draw(st.lists(st.binary(max_size=8), max_size=4)))
     elif kind == "exact":
         # Well-formed content for the shape: reaches the model when everything else fits.
-        n = int(np.prod([max(d, 0) for d in dims])) if dims else 1
+        n = math.prod(max(d, 0) for d in dims)   # Python ints: no overflow
         if n <= 4096 and dtype in (types_pb2.DT_FLOAT, types_pb2.DT_UINT8, types_pb2.DT_INT32):
             np_dtype = {types_pb2.DT_FLOAT: np.float32, types_pb2.DT_UINT8: np.uint8,
                         types_pb2.DT_INT32: np.int32}[dtype]
@@ -113,7 +114,7 @@ def mutated_requests(draw):
             p.tensor_shape.dim[i].size = draw(DIM)
         elif what == "content":
             p.tensor_content = draw(st.binary(max_size=64))
-        elif what == "nan" and p.dtype == types_pb2.DT_FLOAT:
+        elif what == "nan" and p.dtype == types_pb2.DT_FLOAT and len(p.tensor_content) % 4 == 0:
             a = np.frombuffer(p.tensor_content, np.float32).copy()
             if a.size:
                 a[0] = draw(st.sampled_from([np.nan, np.inf, -np.inf]))
