@@ -74,8 +74,8 @@ def _to_array(alias: str, value, dtype: int, max_elements: int) -> np.ndarray:
                       "values.") from None
 
 
-def parse_predict(body: bytes, specs: dict, max_elements: int) -> tuple[str, dict]:
-    """(format "row"/"columnar", {alias: array}) from a REST predict body."""
+def parse_json(body: bytes) -> dict:
+    """The request body as a JSON object, with TF Serving's parse errors."""
     if not body:
         raise invalid("JSON Parse error: The document is empty")
     try:
@@ -84,6 +84,11 @@ def parse_predict(body: bytes, specs: dict, max_elements: int) -> tuple[str, dic
         raise invalid(f"JSON Parse error: {e}") from None
     if not isinstance(doc, dict):
         raise invalid("JSON Value: Is not object")
+    return doc
+
+
+def parse_predict(doc: dict, specs: dict, max_elements: int) -> tuple[str, dict]:
+    """(format "row"/"columnar", {alias: array}) from a parsed REST predict body."""
     if "instances" in doc and "inputs" in doc:
         raise invalid("Not formatted correctly expecting only one of 'inputs' or 'instances' "
                       "keys to exist")
@@ -166,18 +171,16 @@ def _dispatch(core, method, path, body, deadline):
     version = int(version) if version is not None else None
     if method == "POST" and verb:
         servable = core.manager.handle(name, version, label)
-        if verb != "predict":
-            raise _not_predict(verb, servable, body)
-        try:
-            signature = json.loads(body).get("signature_name", "") if body else ""
-        except (ValueError, AttributeError, RecursionError):
-            signature = ""
+        doc = parse_json(body)
+        signature = doc.get("signature_name", "")
         if not isinstance(signature, str):
             raise invalid("'signature_name' key must be a string value.")
+        if verb != "predict":
+            raise _not_predict(verb, servable, signature)
         key = signature or "serving_default"
         if key not in servable.signature_defs:
             raise invalid(f'Serving signature name: "{key}" not found in signature def')
-        fmt, arrays = parse_predict(body, servable.input_specs[key], core.limits.max_elements)
+        fmt, arrays = parse_predict(doc, servable.input_specs[key], core.limits.max_elements)
         key, outputs = core.predict_arrays(servable, key, arrays, deadline)
         return format_predict(fmt, outputs)
     if method == "GET" and not verb:
@@ -205,15 +208,11 @@ def _dispatch(core, method, path, body, deadline):
     raise malformed
 
 
-def _not_predict(verb, servable, body):
+def _not_predict(verb, servable, signature: str):
     # Classify and Regress need signatures of that method; every vidgen signature is predict.
     method = {"classify": "classification", "regress": "regression"}[verb]
     want = {"classify": "tensorflow/serving/classify", "regress": "tensorflow/serving/regress"}
-    try:
-        signature = json.loads(body).get("signature_name", "") if body else ""
-    except (ValueError, AttributeError, RecursionError):
-        signature = ""
-    key = signature if isinstance(signature, str) and signature else "serving_default"
+    key = signature or "serving_default"
     if key not in servable.signature_defs:
         return invalid(f"No signature was found with the name: {key}")
     return ServingError(grpc.StatusCode.INVALID_ARGUMENT,

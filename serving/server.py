@@ -146,7 +146,15 @@ def _rest_handler(core: ServingCore, timeout: Optional[float], max_body: int):
             self.wfile.write(data)
 
         def _handle(self, method: str) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
+            try:
+                length = int(self.headers.get("Content-Length") or 0)
+                if length < 0:
+                    raise ValueError
+            except ValueError:
+                self.close_connection = True
+                self._reply(400, {"error": "Content-Length must be a non-negative integer. "
+                                           f"Received: {self.headers.get('Content-Length')!r}"})
+                return
             if length > max_body:
                 # Read nothing more: the connection is closed after the answer.
                 self.close_connection = True

@@ -252,6 +252,8 @@ REST_CASES = {
                         "Servable not found for request: Specific(vidgen, 7)"),
     "unknown signature": ("/v1/models/vidgen:predict", {"signature_name": "nope", "inputs": {}},
                           400, 'Serving signature name: "nope" not found in signature def'),
+    "signature not a string": ("/v1/models/vidgen:predict", {"signature_name": 100}, 400,
+                               "'signature_name' key must be a string value."),
     "bad JSON": ("/v1/models/vidgen:predict", b"{nope", 400, None),
     "empty body": ("/v1/models/vidgen:predict", b"", 400,
                    "JSON Parse error: The document is empty"),
@@ -312,6 +314,20 @@ def test_rest_error(server, case):
         assert got["error"].startswith("JSON Parse error: ")
     else:
         assert got["error"] == message
+
+
+def test_rest_bad_content_length(server):
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", server.rest_api_port, timeout=30)
+    conn.putrequest("POST", "/v1/models/vidgen:predict")
+    conn.putheader("Content-Length", "-5")
+    conn.endheaders()
+    response = conn.getresponse()
+    assert response.status == 400
+    assert json.loads(response.read()) == {
+        "error": "Content-Length must be a non-negative integer. Received: '-5'"}
+    conn.close()
 
 
 # ---- limits (a server with small limits) ------------------------------------------------
