@@ -85,7 +85,7 @@ def _cmd_predict(args) -> int:
             context = np.round(frames[None, :args.context] * 255).astype(np.uint8)
             prediction = client.predict(context, args.horizon)[0]
         except ServingError as e:
-            raise VidgenError(f"The server at {args.target} refused the request: "
+            raise VidgenError(f"The request to {args.target} failed: "
                               f"{e.code.name}: {e.message}") from None
     written = write_continuation(args.out, frames, prediction.astype(np.float32) / 255.0,
                                  args.context, args.fps)

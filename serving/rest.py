@@ -129,15 +129,11 @@ def parse_predict(doc: dict, specs: dict, max_elements: int) -> tuple[str, dict]
         for alias in specs:
             if alias not in inputs:
                 raise invalid(f"Missing named input: {alias} in 'inputs' object.")
-        return "columnar", {a: _to_array(a, inputs[a], specs[a].dtype, max_elements)
-                            for a in specs if a in inputs} | {
-            a: _extra(a) for a in inputs if a not in specs}
+        arrays = {a: _to_array(a, inputs[a], specs[a].dtype, max_elements) for a in specs}
+        # An input the signature lacks: Servable.check_names reports it in TF Serving's words.
+        arrays.update({a: np.zeros((), np.float32) for a in inputs if a not in specs})
+        return "columnar", arrays
     raise invalid("Missing 'inputs' or 'instances' key")
-
-
-def _extra(alias):
-    # An input the signature lacks: Servable.check_names reports it in TF Serving's words.
-    return np.zeros((), np.float32)
 
 
 def format_predict(fmt: str, outputs: dict[str, np.ndarray]) -> dict:

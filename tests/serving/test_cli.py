@@ -102,7 +102,7 @@ def test_predict_command_reports_a_refusal(server, tmp_path, capsys):
                  "--input", video, "--context", "3", "--horizon", "2",
                  "--out", str(tmp_path / "o.gif")])
     assert code == 2
-    assert ("refused the request: NOT_FOUND: Servable not found for request: Latest(nope)"
+    assert ("failed: NOT_FOUND: Servable not found for request: Latest(nope)"
             in capsys.readouterr().err)
 
 

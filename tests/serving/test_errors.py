@@ -266,6 +266,10 @@ REST_CASES = {
     "missing named input": ("/v1/models/vidgen:predict",
                             {"inputs": {C.CONTEXT: GOOD.tolist()}}, 400,
                             "Missing named input: horizon in 'inputs' object."),
+    "extra named input": ("/v1/models/vidgen:predict",
+                          {"inputs": {C.CONTEXT: GOOD.tolist(), C.HORIZON: 2, "x": 1}}, 400,
+                          "input size does not match signature: 3!=2 len({context,horizon,x}) "
+                          "!= len({context,horizon}). Sent extra: {x}. Missing but required: {}."),
     "ragged list": ("/v1/models/vidgen:predict",
                     {"inputs": {C.CONTEXT: [[1.0], [1.0, 2.0]], C.HORIZON: 1}}, 400,
                     "Input 'context': expected a dense nested list of numbers for dtype float, "
@@ -299,6 +303,8 @@ REST_CASES = {
                  "tensorflow/serving/classify. Was: tensorflow/serving/predict"),
     "status of unknown model": ("/v1/models/nope", None, 404,
                                 "Could not find any versions of model nope"),
+    "status of unknown version": ("/v1/models/vidgen/versions/9", None, 404,
+                                  "Could not find version 9 of model vidgen"),
     "metadata of unknown model": ("/v1/models/nope/metadata", None, 404,
                                   "Servable not found for request: Latest(nope)"),
 }
