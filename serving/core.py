@@ -93,6 +93,8 @@ class ServingCore:
     def predict(self, request: predict_pb2.PredictRequest,
                 deadline: Optional[float] = None) -> predict_pb2.PredictResponse:
         """Answers a gRPC PredictRequest (deadline: time.monotonic() value, or None)."""
+        if not request.HasField("model_spec"):
+            raise invalid("Missing ModelSpec")
         servable = self.resolve(request.model_spec)
         return self.predict_on(servable, request, deadline)
 
@@ -169,7 +171,9 @@ class ServingCore:
             raise invalid("GetModelMetadataRequest must specify at least one metadata_field")
         for field in request.metadata_field:
             if field != SIGNATURE_DEF:
-                raise invalid(f"Metadata field {field} is not supported")
+                # Verbatim, "%s" included: TF Serving passes a printf pattern to a
+                # function that concatenates its arguments.
+                raise invalid(f"Metadata field %s is not supported{field}")
         servable = self.resolve(request.model_spec)
         sig_map = get_model_metadata_pb2.SignatureDefMap()
         for k, v in servable.meta_graph.signature_def.items():

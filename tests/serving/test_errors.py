@@ -64,6 +64,7 @@ INF[0, 0, 0, 0, 0] = -np.inf
 SPEC = "(-1, -1, 16, 16, 1) (-1 = any size)"
 
 CASES = {
+    "no model spec": (predict_pb2.PredictRequest(), INV, "Missing ModelSpec"),
     "unknown model": (request(GOOD, name="nope"), NF,
                       "Servable not found for request: Latest(nope)"),
     "unknown version": (request(GOOD, version=7), NF,
@@ -175,7 +176,7 @@ def test_metadata_errors(stub):
          "GetModelMetadataRequest must specify at least one metadata_field"),
         (get_model_metadata_pb2.GetModelMetadataRequest(
             model_spec={"name": MODEL}, metadata_field=["nope"]), INV,
-         "Metadata field nope is not supported"),
+         "Metadata field %s is not supportednope"),   # TF Serving's message, verbatim
         (get_model_metadata_pb2.GetModelMetadataRequest(
             model_spec={"name": "nope"}, metadata_field=["signature_def"]), NF,
          "Servable not found for request: Latest(nope)"),
