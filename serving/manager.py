@@ -47,7 +47,7 @@ class VersionState:
     def __init__(self, state: str, error: Optional[ServingError] = None):
         self.state = state
         self.error = error
-        self.since = time.monotonic()
+        self.since = time.monotonic()   # when the version entered this state
 
 
 class ModelManager:
@@ -76,6 +76,17 @@ class ModelManager:
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
         self.loaded = threading.Event()
+
+    @property
+    def served_version(self) -> Optional[int]:
+        """The version requests without a version go to (None before the first load)."""
+        current = self._current
+        return None if current is None else current.version
+
+    def version_state(self, version: int) -> Optional[VersionState]:
+        """The state of `version` (None if it was never seen)."""
+        with self._lock:
+            return self._states.get(version)
 
     # ---- requests -----------------------------------------------------------------
 

@@ -26,8 +26,7 @@ def wait_for(condition, timeout=60.0, step=0.02):
 
 
 def served_version(server):
-    current = server.core.manager._current
-    return None if current is None else current.version
+    return server.core.manager.served_version
 
 
 def states(server):
@@ -158,12 +157,12 @@ def test_in_flight_request_finishes_on_its_version(exported, base, fresh_server)
     server = fresh_server
     copy_version(exported, base, 2)
     # Start a long request while version 2 is loading: it resolves to version 1.
-    assert wait_for(lambda: 2 in server.core.manager._states, 30, step=0.002)
+    assert wait_for(lambda: server.core.manager.version_state(2) is not None, 30, step=0.002)
     started = time.monotonic()
     with PredictionClient(f"127.0.0.1:{server.port}", MODEL, timeout=60) as c:
         response = c._call(c._predict.Predict, predict_request(clip(32, 3), 1000), 60)
     finished = time.monotonic()
-    swapped = server.core.manager._states[2].since
+    swapped = server.core.manager.version_state(2).since
     assert served_version(server) == 2
     assert started < swapped < finished, "the swap did not happen while the request ran"
     assert response.model_spec.version.value == 1
