@@ -1,0 +1,203 @@
+"""The request handling shared by the gRPC and REST front ends.
+
+`ServingCore` turns a PredictRequest (or the REST equivalent) into a
+response, in TF Serving's order of checks: model and version, signature,
+input names, TensorProto structure, dtype; then the checks TF Serving leaves
+to the graph (rank, shape, sizes, NaN/Inf, horizon range, response size),
+all before TensorFlow is called.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Optional
+
+import grpc
+import numpy as np
+from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2, predict_pb2
+
+from serving import tensors
+from serving.batching import Batcher
+from serving.errors import ServingError, invalid
+from serving.manager import ModelManager
+from serving.servable import Servable
+
+SIGNATURE_DEF = "signature_def"
+
+
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    """What one request may hold and make.
+
+    Args:
+        max_request_bytes: largest serialized request (gRPC message or REST body).
+        max_tensor_bytes: largest input tensor, decoded.
+        max_elements: most elements in one input tensor.
+        max_response_bytes: largest output a request may ask for (batch x horizon x frame).
+    """
+
+    max_request_bytes: int = 256 << 20
+    max_tensor_bytes: int = 256 << 20
+    max_elements: int = 64 << 20
+    max_response_bytes: int = 512 << 20
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchingOptions:
+    max_batch_size: int = 16
+    timeout: float = 0.002
+    threads: int = 1
+
+
+class ServingCore:
+    """One model, its versions, and how requests to it are checked and run.
+
+    Args:
+        name: the model name.
+        base_path: BASE/NAME, holding version directories.
+        limits: request limits.
+        poll_interval: seconds between version scans.
+        batching: BatchingOptions, or None for one model call per request.
+        model_threads: model calls that may run at once (without batching).
+    """
+
+    def __init__(self, name: str, base_path: str, limits: Optional[Limits] = None,
+                 poll_interval: float = 1.0, batching: Optional[BatchingOptions] = None,
+                 model_threads: int = 4):
+        self.limits = limits = limits or Limits()
+        self.manager = ModelManager(name, base_path, limits, poll_interval, warmup=self.warmup)
+        self.batcher = (Batcher(batching.max_batch_size, batching.timeout, batching.threads)
+                        if batching else None)
+        self._pool = ThreadPoolExecutor(model_threads, thread_name_prefix="model")
+
+    def start(self) -> None:
+        self.manager.start()
+
+    def stop(self) -> None:
+        self.manager.stop()
+        if self.batcher is not None:
+            self.batcher.close()
+        self._pool.shutdown(wait=True)
+
+    # ---- predict ------------------------------------------------------------------
+
+    def resolve(self, spec) -> Servable:
+        version = spec.version.value if spec.HasField("version") else None
+        label = spec.version_label if spec.WhichOneof("version_choice") == "version_label" \
+            else None
+        return self.manager.handle(spec.name, version, label)
+
+    def predict(self, request: predict_pb2.PredictRequest,
+                deadline: Optional[float] = None) -> predict_pb2.PredictResponse:
+        """Answers a gRPC PredictRequest (deadline: time.monotonic() value, or None)."""
+        if not request.HasField("model_spec"):
+            raise invalid("Missing ModelSpec")
+        servable = self.resolve(request.model_spec)
+        return self.predict_on(servable, request, deadline)
+
+    def predict_on(self, servable: Servable, request: predict_pb2.PredictRequest,
+                   deadline: Optional[float] = None) -> predict_pb2.PredictResponse:
+        key, _ = servable.signature_def(request.model_spec.signature_name)
+        servable.check_names(key, request.inputs.keys())
+        parsed = {a: tensors.parse_proto(a, p, self.limits.max_elements)
+                  for a, p in request.inputs.items()}
+        output_filter = servable.check_output_filter(key, request.output_filter)
+        servable.check_inputs(key, {a: (p.dtype, p.shape) for a, p in parsed.items()})
+        arrays = {a: p.decode() for a, p in parsed.items()}
+        outputs = self.run(servable, key, arrays, deadline)
+        response = predict_pb2.PredictResponse()
+        response.model_spec.name = servable.name
+        response.model_spec.version.value = servable.version
+        response.model_spec.signature_name = key
+        for alias, value in outputs.items():
+            if not output_filter or alias in output_filter:
+                response.outputs[alias].CopyFrom(tensors.to_proto(value))
+        return response
+
+    def predict_arrays(self, servable: Servable, signature: str,
+                       arrays: dict[str, np.ndarray],
+                       deadline: Optional[float] = None) -> tuple[str, dict[str, np.ndarray]]:
+        """The REST path: inputs already decoded with the signature's dtypes."""
+        key, _ = servable.signature_def(signature)
+        servable.check_inputs(key, {a: (tensors.dt_of(v), v.shape) for a, v in arrays.items()})
+        return key, self.run(servable, key, arrays, deadline)
+
+    def run(self, servable: Servable, key: str, arrays: dict[str, np.ndarray],
+            deadline: Optional[float]) -> dict[str, np.ndarray]:
+        """Value checks, then the model call (batched when enabled), within the deadline."""
+        servable.check_values(key, arrays)
+        if deadline is not None and time.monotonic() >= deadline:
+            raise ServingError(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded")
+        future = self._submit(servable, key, arrays)
+        timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+        try:
+            return future.result(timeout)
+        except FutureTimeout:
+            future.cancel()
+            raise ServingError(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded") from None
+
+    def _submit(self, servable: Servable, key: str, arrays: dict[str, np.ndarray]) -> Future:
+        specs = servable.input_specs[key]
+        batched = sorted(a for a, s in specs.items() if s.shape and s.shape[0] == -1)
+        if self.batcher is None or not batched or len(batched) + sum(
+                1 for a in specs if specs[a].shape == ()) != len(specs):
+            return self._pool.submit(servable.run, key, arrays)
+        merge_key = (id(servable), key,
+                     tuple((a, arrays[a].shape[1:]) for a in batched),
+                     tuple((a, arrays[a].tobytes()) for a in sorted(specs) if a not in batched))
+        return self.batcher.submit(merge_key, lambda x: servable.run(key, x), arrays, batched)
+
+    def warmup(self, servable: Servable) -> None:
+        """Replays the export's warm-up records on `servable`; any failure fails the load."""
+        for request in servable.warmup_requests():
+            key, _ = servable.signature_def(request.model_spec.signature_name)
+            servable.check_names(key, request.inputs.keys())
+            arrays = {a: tensors.from_proto(p) for a, p in request.inputs.items()}
+            servable.check_inputs(key, {a: (tensors.dt_of(v), v.shape)
+                                        for a, v in arrays.items()})
+            servable.check_values(key, arrays)
+            servable.run(key, arrays)
+
+    # ---- metadata and status ------------------------------------------------------
+
+    def metadata(self, request: get_model_metadata_pb2.GetModelMetadataRequest
+                 ) -> get_model_metadata_pb2.GetModelMetadataResponse:
+        if not request.HasField("model_spec"):
+            raise invalid("Missing ModelSpec")
+        if not request.metadata_field:
+            raise invalid("GetModelMetadataRequest must specify at least one metadata_field")
+        for field in request.metadata_field:
+            if field != SIGNATURE_DEF:
+                # Verbatim, "%s" included: TF Serving passes a printf pattern to a
+                # function that concatenates its arguments.
+                raise invalid(f"Metadata field %s is not supported{field}")
+        servable = self.resolve(request.model_spec)
+        sig_map = get_model_metadata_pb2.SignatureDefMap()
+        for k, v in servable.meta_graph.signature_def.items():
+            sig_map.signature_def[k].CopyFrom(v)
+        response = get_model_metadata_pb2.GetModelMetadataResponse()
+        response.model_spec.name = servable.name
+        response.model_spec.version.value = servable.version
+        response.metadata[SIGNATURE_DEF].Pack(sig_map)
+        return response
+
+    def status(self, request: get_model_status_pb2.GetModelStatusRequest
+               ) -> get_model_status_pb2.GetModelStatusResponse:
+        if not request.HasField("model_spec"):
+            raise invalid("Missing ModelSpec")
+        spec = request.model_spec
+        version = spec.version.value if spec.HasField("version") else None
+        response = get_model_status_pb2.GetModelStatusResponse()
+        enum = get_model_status_pb2.ModelVersionStatus.State
+        for v, state in self.manager.status(spec.name, version):
+            entry = response.model_version_status.add()
+            entry.version = v
+            entry.state = enum.Value(state.state)
+            entry.status.SetInParent()  # TF Serving always reports a status, OK included
+            if state.error is not None:
+                entry.status.error_code = state.error.code.value[0]
+                entry.status.error_message = state.error.message
+        return response

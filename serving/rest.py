@@ -1,0 +1,216 @@
+"""TF Serving's REST API over `ServingCore`: paths, JSON tensors, `{"error": ...}` bodies.
+
+    POST /v1/models/NAME[/versions/N|/labels/L]:predict   {"instances": [...]} or {"inputs": ...}
+    GET  /v1/models/NAME[/versions/N]                      model status
+    GET  /v1/models/NAME[/versions/N]/metadata             signature defs
+
+Row format ("instances"): every instance is an object with one key per input
+and instances are stacked on a new first dimension; the response is
+`{"predictions": [...]}`. One difference from TF Serving, documented in the
+README: an input the signature declares as a scalar (the horizon) cannot be
+stacked, so it must have the same value in every instance and is passed
+once. Columnar format ("inputs"): the values as they are; the response is
+`{"outputs": ...}`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Optional
+
+import grpc
+import numpy as np
+from google.protobuf import json_format
+from tensorflow.core.framework import types_pb2
+from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2
+
+from serving import tensors
+from serving.errors import ServingError, invalid
+
+_PATH = re.compile(r"^/v1/models/([^/:]+)(?:/versions/(\d+)|/labels/([^/:]+))?"
+                   r"(?::(predict|classify|regress)|/(metadata))?$")
+
+_JSON_DTYPES = {types_pb2.DT_FLOAT: np.float32, types_pb2.DT_DOUBLE: np.float64,
+                types_pb2.DT_INT32: np.int32, types_pb2.DT_UINT8: np.uint8,
+                types_pb2.DT_INT64: np.int64, types_pb2.DT_INT8: np.int8,
+                types_pb2.DT_INT16: np.int16, types_pb2.DT_BOOL: np.bool_}
+
+
+def _to_array(alias: str, value, dtype: int, max_elements: int) -> np.ndarray:
+    np_dtype = _JSON_DTYPES.get(dtype)
+    if np_dtype is None:
+        raise invalid(f"Input '{alias}': dtype {tensors.dtype_name(dtype)} is not supported "
+                      "in JSON by this server.")
+    shape, level = [], value
+    while isinstance(level, list):
+        shape.append(len(level))
+        if not level:
+            break
+        level = level[0]
+    if math.prod(shape) > max_elements:
+        raise invalid(f"Input '{alias}': expected at most {max_elements} elements, received "
+                      f"{math.prod(shape)}.")
+    try:
+        raw = np.array(value, dtype=object if np_dtype is not np.bool_ else np.bool_)
+        if raw.shape != tuple(shape) or any(isinstance(x, (list, dict, str)) or x is None
+                                            for x in raw.reshape(-1)):
+            raise ValueError
+        if np.issubdtype(np_dtype, np.integer):
+            ints = raw.astype(np.float64)
+            info = np.iinfo(np_dtype)
+            if raw.size and ((ints != np.round(ints)).any() or ints.min() < info.min
+                             or ints.max() > info.max):
+                raise invalid(f"Input '{alias}': expected integers in [{info.min}, "
+                              f"{info.max}] for dtype {tensors.dtype_name(dtype)}.")
+            return raw.astype(np.int64).astype(np_dtype)
+        return raw.astype(np_dtype)
+    except ServingError:
+        raise
+    except (ValueError, TypeError, OverflowError):
+        raise invalid(f"Input '{alias}': expected a dense nested list of numbers for dtype "
+                      f"{tensors.dtype_name(dtype)}, received a ragged list or other JSON "
+                      "values.") from None
+
+
+def parse_json(body: bytes) -> dict:
+    """The request body as a JSON object, with TF Serving's parse errors."""
+    if not body:
+        raise invalid("JSON Parse error: The document is empty")
+    try:
+        doc = json.loads(body)
+    except (ValueError, RecursionError) as e:
+        raise invalid(f"JSON Parse error: {e}") from None
+    if not isinstance(doc, dict):
+        raise invalid("JSON Value: Is not object")
+    return doc
+
+
+def parse_predict(doc: dict, specs: dict, max_elements: int) -> tuple[str, dict]:
+    """(format "row"/"columnar", {alias: array}) from a parsed REST predict body."""
+    if "instances" in doc and "inputs" in doc:
+        raise invalid("Not formatted correctly expecting only one of 'inputs' or 'instances' "
+                      "keys to exist")
+    if "instances" in doc:
+        instances = doc["instances"]
+        if not isinstance(instances, list):
+            raise invalid("Excepting 'instances' to be an list/array")
+        if not instances:
+            raise invalid("No values in 'instances' array")
+        if len(specs) > 1 and not all(isinstance(i, dict) for i in instances):
+            raise invalid("instances is a plain list, but expecting list of objects as "
+                          "multiple input tensors required as per tensorinfo_map")
+        if len(specs) == 1 and not isinstance(instances[0], dict):
+            instances = [{next(iter(specs)): i} for i in instances]
+        arrays = {}
+        for n, inst in enumerate(instances):
+            if set(inst) != set(specs):
+                raise invalid(f"Failed to process element: {n} of 'instances' list. JSON "
+                              f"object must only have keys: {','.join(sorted(specs))}")
+        for alias, spec in specs.items():
+            if spec.shape == ():
+                values = {json.dumps(i[alias]) for i in instances}
+                if len(values) != 1:
+                    raise invalid(f"Input '{alias}' is a scalar in the signature: every "
+                                  "instance must give it the same value.")
+                arrays[alias] = _to_array(alias, instances[0][alias], spec.dtype, max_elements)
+            else:
+                arrays[alias] = _to_array(alias, [i[alias] for i in instances], spec.dtype,
+                                          max_elements)
+        return "row", arrays
+    if "inputs" in doc:
+        inputs = doc["inputs"]
+        if not isinstance(inputs, dict):
+            if len(specs) > 1:
+                raise invalid("inputs is a plain value/list, but expecting an object as "
+                              "multiple input tensors required as per tensorinfo_map")
+            inputs = {next(iter(specs)): inputs}
+        for alias in specs:
+            if alias not in inputs:
+                raise invalid(f"Missing named input: {alias} in 'inputs' object.")
+        arrays = {a: _to_array(a, inputs[a], specs[a].dtype, max_elements) for a in specs}
+        # An input the signature lacks: Servable.check_names reports it in TF Serving's words.
+        arrays.update({a: np.zeros((), np.float32) for a in inputs if a not in specs})
+        return "columnar", arrays
+    raise invalid("Missing 'inputs' or 'instances' key")
+
+
+def format_predict(fmt: str, outputs: dict[str, np.ndarray]) -> dict:
+    if fmt == "row":
+        n = next(iter(outputs.values())).shape[0]
+        if len(outputs) == 1:
+            (value,) = outputs.values()
+            return {"predictions": value.tolist()}
+        return {"predictions": [{k: v[i].tolist() for k, v in outputs.items()}
+                                for i in range(n)]}
+    if len(outputs) == 1:
+        return {"outputs": next(iter(outputs.values())).tolist()}
+    return {"outputs": {k: v.tolist() for k, v in outputs.items()}}
+
+
+def handle(core, method: str, path: str, body: bytes,
+           deadline: Optional[float] = None) -> tuple[int, dict]:
+    """One REST request -> (HTTP status, JSON body)."""
+    try:
+        return 200, _dispatch(core, method, path, body, deadline)
+    except ServingError as e:
+        return e.http_status, {"error": e.message}
+
+
+def _dispatch(core, method, path, body, deadline):
+    m = _PATH.match(path.split("?", 1)[0])
+    malformed = invalid(f"Malformed request: {method} {path}")
+    if m is None:
+        raise malformed
+    name, version, label, verb, sub = m.groups()
+    version = int(version) if version is not None else None
+    if method == "POST" and verb:
+        servable = core.manager.handle(name, version, label)
+        doc = parse_json(body)
+        signature = doc.get("signature_name", "")
+        if not isinstance(signature, str):
+            raise invalid("'signature_name' key must be a string value.")
+        if verb != "predict":
+            raise _not_predict(verb, servable, signature)
+        key = signature or "serving_default"
+        if key not in servable.signature_defs:
+            raise invalid(f'Serving signature name: "{key}" not found in signature def')
+        fmt, arrays = parse_predict(doc, servable.input_specs[key], core.limits.max_elements)
+        key, outputs = core.predict_arrays(servable, key, arrays, deadline)
+        return format_predict(fmt, outputs)
+    if method == "GET" and not verb:
+        if sub == "metadata":
+            request = get_model_metadata_pb2.GetModelMetadataRequest(
+                metadata_field=["signature_def"])
+            request.model_spec.name = name
+            if version is not None:
+                request.model_spec.version.value = version
+            if label:
+                request.model_spec.version_label = label
+            response = core.metadata(request)
+            sig_map = get_model_metadata_pb2.SignatureDefMap()
+            response.metadata["signature_def"].Unpack(sig_map)
+            return {"model_spec": json_format.MessageToDict(
+                        response.model_spec, preserving_proto_field_name=True),
+                    "metadata": {"signature_def": json_format.MessageToDict(
+                        sig_map, preserving_proto_field_name=True)}}
+        request = get_model_status_pb2.GetModelStatusRequest()
+        request.model_spec.name = name
+        if version is not None:
+            request.model_spec.version.value = version
+        return json_format.MessageToDict(core.status(request), preserving_proto_field_name=True,
+                                         always_print_fields_with_no_presence=True)
+    raise malformed
+
+
+def _not_predict(verb, servable, signature: str):
+    # Classify and Regress need signatures of that method; every vidgen signature is predict.
+    method = {"classify": "classification", "regress": "regression"}[verb]
+    want = {"classify": "tensorflow/serving/classify", "regress": "tensorflow/serving/regress"}
+    key = signature or "serving_default"
+    if key not in servable.signature_defs:
+        return invalid(f"No signature was found with the name: {key}")
+    return ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                        f"Expected {method} signature method_name to be {want[verb]}. Was: "
+                        f"{servable.signature_defs[key].method_name}")

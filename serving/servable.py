@@ -1,0 +1,182 @@
+"""One loaded version of an exported model: its signatures, checked calls and warm-up."""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Optional
+
+import grpc
+import numpy as np
+from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
+
+from export import contract as C
+from serving import tensors
+from serving.errors import ServingError, from_tf_error, invalid
+
+PREDICT_METHOD = "tensorflow/serving/predict"
+CLASSIFY_METHOD = "tensorflow/serving/classify"
+REGRESS_METHOD = "tensorflow/serving/regress"
+
+
+def read_meta_graph(path: str) -> meta_graph_pb2.MetaGraphDef:
+    """The serving MetaGraphDef of the SavedModel at `path` (its signature defs)."""
+    saved = saved_model_pb2.SavedModel()
+    with open(os.path.join(path, "saved_model.pb"), "rb") as f:
+        saved.ParseFromString(f.read())
+    for graph in saved.meta_graphs:
+        if "serve" in graph.meta_info_def.tags:
+            return graph
+    raise ValueError(f"{path} has no MetaGraph tagged 'serve'.")
+
+
+class Servable:
+    """A SavedModel version loaded for serving.
+
+    Args:
+        name: the model name.
+        version: the version number (its directory name).
+        path: the version directory.
+        limits: `Limits` of the server.
+    """
+
+    def __init__(self, name: str, version: int, path: str, limits):
+        import tensorflow as tf
+
+        self.name = name
+        self.version = version
+        self.path = path
+        self.limits = limits
+        self.meta_graph = read_meta_graph(path)
+        self._loaded = tf.saved_model.load(path)
+        # Only real signatures are callable; __saved_model_init_op is listed by
+        # TF Serving's metadata too but is no prediction signature.
+        self.signature_defs = {k: v for k, v in self.meta_graph.signature_def.items()
+                               if k in self._loaded.signatures}
+        self.functions = {k: self._loaded.signatures[k] for k in self.signature_defs}
+        self.input_specs = {
+            k: {a: tensors.InputSpec.from_tensor_info(i) for a, i in sorted(v.inputs.items())}
+            for k, v in self.signature_defs.items()}
+
+    # ---- checks -------------------------------------------------------------------
+
+    def signature_def(self, key: str):
+        """The SignatureDef of `key` ("" = serving_default), or FAILED_PRECONDITION."""
+        key = key or C.SERVING_DEFAULT
+        if key not in self.signature_defs:
+            raise ServingError(grpc.StatusCode.FAILED_PRECONDITION,
+                              f'Serving signature key "{key}" not found.')
+        return key, self.signature_defs[key]
+
+    def check_names(self, key: str, names) -> None:
+        """TF Serving's checks of the set of input names sent to signature `key`."""
+        specs = self.input_specs[key]
+        named = list(names)
+        if len(named) != len(specs):
+            sent, want = set(named), set(specs)
+            raise invalid(
+                f"input size does not match signature: {len(named)}!={len(specs)} "
+                f"len({{{','.join(sorted(sent))}}}) != len({{{','.join(sorted(want))}}}). "
+                f"Sent extra: {{{','.join(sorted(sent - want))}}}. "
+                f"Missing but required: {{{','.join(sorted(want - sent))}}}.")
+        for alias in named:
+            if alias not in specs:
+                raise invalid(f"input tensor alias not found in signature: {alias}. Inputs "
+                              f"expected to be in the set {{{','.join(sorted(specs))}}}.")
+
+    def check_inputs(self, key: str, named: dict[str, tuple[int, tuple[int, ...]]]) -> None:
+        """Input names, then dtype, rank, shape and size of every input, then the contract.
+
+        Args:
+            key: a signature key that exists.
+            named: input alias -> (DataType enum, shape).
+        """
+        self.check_names(key, named)
+        specs = self.input_specs[key]
+        order = list(specs)
+        for alias, (dtype, shape) in named.items():
+            tensors.check_input(key, alias, order.index(alias), specs[alias], dtype, shape,
+                                self.limits.max_elements, self.limits.max_tensor_bytes)
+        self._check_contract(key, {a: s for a, (_, s) in named.items()})
+
+    def _check_contract(self, key: str, shapes: dict[str, tuple[int, ...]]) -> None:
+        """What the vidgen signatures need beyond their declared shapes."""
+        batches = {a: s[0] for a, s in shapes.items() if len(s) >= 1}
+        if batches:
+            first = sorted(batches)[0]
+            for alias, b in batches.items():
+                if b != batches[first]:
+                    raise invalid(f"Input '{alias}' of signature '{key}': expected batch size "
+                                  f"{batches[first]} (as '{first}'), received {b}.")
+            if batches[first] == 0:
+                raise invalid(f"Input '{first}' of signature '{key}': expected at least one "
+                              "example in the batch, received 0.")
+        if key in (C.SERVING_DEFAULT, C.PREDICT_UINT8) and C.CONTEXT in shapes:
+            if len(shapes[C.CONTEXT]) == 5 and shapes[C.CONTEXT][1] < 1:
+                raise invalid(f"Input '{C.CONTEXT}' of signature '{key}': expected at least "
+                              f"one frame, received shape {tuple(shapes[C.CONTEXT])}.")
+
+    def check_values(self, key: str, arrays: dict[str, np.ndarray]) -> None:
+        """NaN/Inf, the horizon range, and the size of the response it would make."""
+        for alias, array in arrays.items():
+            tensors.check_values(key, alias, array)
+        if key in (C.SERVING_DEFAULT, C.PREDICT_UINT8) and C.HORIZON in arrays:
+            horizon = int(arrays[C.HORIZON])
+            if not 1 <= horizon <= C.MAX_HORIZON:
+                raise invalid(f"Input '{C.HORIZON}' of signature '{key}': expected an integer "
+                              f"in [1, {C.MAX_HORIZON}], received {horizon}.")
+            context = arrays[C.CONTEXT]
+            itemsize = 1 if key == C.PREDICT_UINT8 else 4
+            out = context.shape[0] * horizon * math.prod(context.shape[2:]) * itemsize
+            if out > self.limits.max_response_bytes:
+                raise invalid(f"Output '{C.FRAMES}' of signature '{key}': expected at most "
+                              f"{self.limits.max_response_bytes} bytes, the request would make "
+                              f"{out} (batch {context.shape[0]} x horizon {horizon}).")
+
+    # ---- running ------------------------------------------------------------------
+
+    def run(self, key: str, arrays: dict[str, np.ndarray],
+            output_filter: Optional[list[str]] = None) -> dict[str, np.ndarray]:
+        """Calls signature `key` on checked inputs; TensorFlow errors keep their code."""
+        import tensorflow as tf
+
+        fn = self.functions[key]
+        try:
+            out = fn(**{a: tf.constant(v) for a, v in arrays.items()})
+        except tf.errors.OpError as e:
+            raise from_tf_error(e) from None
+        outputs = {k: v.numpy() for k, v in out.items()}
+        if output_filter:
+            outputs = {k: outputs[k] for k in output_filter}
+        return outputs
+
+    def check_output_filter(self, key: str, output_filter) -> list[str]:
+        names = list(self.signature_defs[key].outputs)
+        seen = []
+        for alias in output_filter:
+            if alias not in names:
+                raise invalid(f"output tensor alias not found in signature: {alias} Outputs "
+                              f"expected to be in the set {{{','.join(sorted(names))}}}.")
+            if alias in seen:
+                raise invalid(f"duplicate output tensor alias: {alias}")
+            seen.append(alias)
+        return seen
+
+    def warmup_requests(self) -> list:
+        """The PredictRequests in `assets.extra/tf_serving_warmup_requests` (none if absent)."""
+        import tensorflow as tf
+        from tensorflow_serving.apis import prediction_log_pb2
+
+        path = os.path.join(self.path, "assets.extra", C.WARMUP_FILE)
+        if not os.path.isfile(path):
+            return []
+        requests = []
+        # TF Serving replays at most 1000 warm-up records.
+        for record in tf.data.TFRecordDataset(path).take(1000):
+            log = prediction_log_pb2.PredictionLog.FromString(record.numpy())
+            if log.WhichOneof("log_type") != "predict_log":
+                raise ValueError(f"Warm-up record of type {log.WhichOneof('log_type')} in {path}"
+                                 ": this server replays predict_log records only.")
+            requests.append(log.predict_log.request)
+        return requests
+

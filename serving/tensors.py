@@ -1,0 +1,202 @@
+"""Request tensors checked against a signature before TensorFlow sees them.
+
+Two steps, in TF Serving's order and then beyond it:
+
+1. `parse_proto`: the structure of a `TensorProto` (known dtype, known rank,
+   dims >= 0, value count consistent with the shape) without allocating the
+   tensor; failing is TF Serving's `tensor parsing error: ALIAS`.
+2. `check_input`: dtype (TF Serving's `Expects arg[i] to be float but uint8
+   is provided`), then what TF Serving leaves to the graph: rank, shape,
+   element count, byte size, and NaN/Inf, each an INVALID_ARGUMENT that names
+   the input, what was expected and what was received.
+
+Only then is the tensor decoded (`ProtoTensor.decode`) and handed to the model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Optional
+
+import numpy as np
+from tensorflow.core.framework import tensor_pb2, types_pb2
+
+from serving.errors import invalid
+
+# DataType enum -> (numpy dtype, TensorProto value field, values per element).
+_FIELDS = {
+    types_pb2.DT_FLOAT: (np.float32, "float_val", 1),
+    types_pb2.DT_DOUBLE: (np.float64, "double_val", 1),
+    types_pb2.DT_INT32: (np.int32, "int_val", 1),
+    types_pb2.DT_UINT8: (np.uint8, "int_val", 1),
+    types_pb2.DT_INT16: (np.int16, "int_val", 1),
+    types_pb2.DT_INT8: (np.int8, "int_val", 1),
+    types_pb2.DT_UINT16: (np.uint16, "int_val", 1),
+    types_pb2.DT_INT64: (np.int64, "int64_val", 1),
+    types_pb2.DT_UINT32: (np.uint32, "uint32_val", 1),
+    types_pb2.DT_UINT64: (np.uint64, "uint64_val", 1),
+    types_pb2.DT_BOOL: (np.bool_, "bool_val", 1),
+    types_pb2.DT_HALF: (np.float16, "half_val", 1),
+    types_pb2.DT_COMPLEX64: (np.complex64, "scomplex_val", 2),
+    types_pb2.DT_COMPLEX128: (np.complex128, "dcomplex_val", 2),
+    types_pb2.DT_STRING: (object, "string_val", 1),
+}
+_NUMPY_TO_DT = {np.dtype(v[0]): k for k, v in _FIELDS.items() if v[0] is not object}
+
+# TensorFlow's DataTypeString spelling, which TF Serving's messages use.
+_TF_NAMES = {types_pb2.DT_FLOAT: "float", types_pb2.DT_DOUBLE: "double",
+             types_pb2.DT_HALF: "half"}
+
+
+def dtype_name(dtype: int) -> str:
+    """TensorFlow's name for a DataType enum value ("float", "uint8", "int32", ...)."""
+    if dtype in _TF_NAMES:
+        return _TF_NAMES[dtype]
+    name = types_pb2.DataType.Name(dtype) if dtype in types_pb2.DataType.values() else None
+    return name[3:].lower() if name else f"unknown dtype {dtype}"
+
+
+def dt_of(array: np.ndarray) -> int:
+    """The DataType enum of a numpy array."""
+    return _NUMPY_TO_DT.get(array.dtype, types_pb2.DT_INVALID)
+
+
+@dataclasses.dataclass(frozen=True)
+class InputSpec:
+    """One signature input: DataType enum and shape (-1 = any size; None = any rank)."""
+
+    dtype: int
+    shape: Optional[tuple[int, ...]]
+
+    @classmethod
+    def from_tensor_info(cls, info) -> InputSpec:
+        shape = info.tensor_shape
+        return cls(info.dtype, None if shape.unknown_rank else tuple(d.size for d in shape.dim))
+
+
+@dataclasses.dataclass
+class ProtoTensor:
+    """A TensorProto whose structure was checked, not yet decoded."""
+
+    dtype: int
+    shape: tuple[int, ...]
+    proto: tensor_pb2.TensorProto
+
+    def decode(self) -> np.ndarray:
+        np_dtype, field, per = _FIELDS[self.dtype]
+        n = math.prod(self.shape)
+        if self.proto.tensor_content:
+            return np.frombuffer(self.proto.tensor_content, np_dtype).reshape(self.shape).copy()
+        values = getattr(self.proto, field)
+        if self.dtype == types_pb2.DT_HALF:
+            raw = np.asarray(values, np.uint16).view(np.float16)
+        elif per == 2:
+            pairs = np.asarray(values, np.float64).reshape(-1, 2)
+            raw = (pairs[:, 0] + 1j * pairs[:, 1]).astype(np_dtype)
+        elif np_dtype is object:
+            raw = np.asarray(list(values), object)
+        else:
+            # int_val holds int32: cast like TensorFlow does (wrap, not raise).
+            raw = np.asarray(values).astype(np_dtype)
+        if len(raw) == 0:
+            out = np.zeros(n, np_dtype) if np_dtype is not object else np.full(n, b"", object)
+        elif len(raw) < n:
+            # TensorFlow repeats the last value to fill the shape.
+            out = np.concatenate([raw, np.repeat(raw[-1:], n - len(raw))])
+        else:
+            out = raw
+        return out.reshape(self.shape)
+
+
+def parse_proto(alias: str, proto: tensor_pb2.TensorProto, max_elements: int) -> ProtoTensor:
+    """Checks the structure of `proto`, like TensorFlow's Tensor::FromProto, without decoding.
+
+    Raises:
+        ServingError: INVALID_ARGUMENT `tensor parsing error: ALIAS`.
+    """
+    error = invalid(f"tensor parsing error: {alias}")
+    if proto.dtype not in _FIELDS or proto.tensor_shape.unknown_rank:
+        raise error
+    dims = tuple(int(d.size) for d in proto.tensor_shape.dim)
+    if any(d < 0 for d in dims):
+        raise error
+    n = math.prod(dims)
+    if n > max_elements:
+        # Too large to hold: reported by check_input, which names the limit.
+        return ProtoTensor(proto.dtype, dims, proto)
+    np_dtype, field, per = _FIELDS[proto.dtype]
+    if proto.tensor_content:
+        if np_dtype is object or len(proto.tensor_content) != n * np.dtype(np_dtype).itemsize:
+            raise error
+    else:
+        count = len(getattr(proto, field))
+        if count % per or count // per > n or (count and n == 0):
+            raise error
+    return ProtoTensor(proto.dtype, dims, proto)
+
+
+def _fmt(shape) -> str:
+    return "(" + ", ".join(str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+def check_input(signature: str, alias: str, index: int, spec: InputSpec, dtype: int,
+                shape: tuple[int, ...], max_elements: int, max_bytes: int) -> None:
+    """Checks dtype, rank, shape, element count and byte size of one input.
+
+    Args:
+        signature: the signature key (for messages).
+        alias: the input name.
+        index: the input's position among the signature's inputs (TF Serving's arg index).
+        spec: what the signature declares.
+        dtype, shape: what the request holds.
+        max_elements, max_bytes: the server's limits for one input tensor.
+
+    Raises:
+        ServingError: INVALID_ARGUMENT.
+    """
+    if dtype != spec.dtype:
+        raise invalid(f"Expects arg[{index}] to be {dtype_name(spec.dtype)} but "
+                      f"{dtype_name(dtype)} is provided")
+    where = f"Input '{alias}' of signature '{signature}'"
+    if spec.shape is not None:
+        if len(shape) != len(spec.shape):
+            raise invalid(f"{where}: expected rank {len(spec.shape)} with shape "
+                          f"{_fmt(spec.shape)} (-1 = any size), received rank {len(shape)} "
+                          f"with shape {_fmt(shape)}.")
+        for want, got in zip(spec.shape, shape):
+            if want >= 0 and want != got:
+                raise invalid(f"{where}: expected shape {_fmt(spec.shape)} (-1 = any size), "
+                              f"received {_fmt(shape)}.")
+    n = math.prod(shape)
+    if n > max_elements:
+        raise invalid(f"{where}: expected at most {max_elements} elements, received {n} "
+                      f"(shape {_fmt(shape)}).")
+    itemsize = np.dtype(_FIELDS[dtype][0]).itemsize if _FIELDS[dtype][0] is not object else 1
+    if n * itemsize > max_bytes:
+        raise invalid(f"{where}: expected at most {max_bytes} bytes, received {n * itemsize} "
+                      f"(shape {_fmt(shape)}).")
+
+
+def check_values(signature: str, alias: str, array: np.ndarray) -> None:
+    """Rejects NaN and Inf in a floating-point input."""
+    if array.dtype.kind in "fc" and array.size and not np.isfinite(array).all():
+        bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
+        raise invalid(f"Input '{alias}' of signature '{signature}': expected finite values, "
+                      f"received {bad} NaN or Inf.")
+
+
+def to_proto(array: np.ndarray) -> tensor_pb2.TensorProto:
+    """A numpy array as a TensorProto with tensor_content (the compact form)."""
+    array = np.asarray(array, order="C")
+    proto = tensor_pb2.TensorProto(dtype=dt_of(array))
+    for d in array.shape:
+        proto.tensor_shape.dim.add().size = d
+    proto.tensor_content = array.tobytes()
+    return proto
+
+
+def from_proto(proto: tensor_pb2.TensorProto) -> np.ndarray:
+    """A TensorProto (any encoding TF Serving uses) as a numpy array."""
+    dims = tuple(int(d.size) for d in proto.tensor_shape.dim)
+    return ProtoTensor(proto.dtype, dims, proto).decode()

@@ -1,0 +1,107 @@
+"""Exported tiny models and running servers on free 127.0.0.1 ports."""
+
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from tests.conftest import tiny_run_config
+
+MODEL = "vidgen"
+POLL = 0.1
+
+
+def make_run(path, seed: int) -> str:
+    """A run directory like tests/export's `tiny_run`: a 16x16 model, weights perturbed."""
+    from vidgen.training.train import build_model
+
+    cfg = tiny_run_config()
+    model = build_model(cfg)
+    rng = np.random.default_rng(seed)
+    for w in model.weights:
+        w.assign(np.asarray(w) + rng.normal(0, 0.05, w.shape).astype("float32"))
+    os.makedirs(path, exist_ok=True)
+    cfg.to_json(os.path.join(path, "config.json"))
+    model.save(os.path.join(path, "model.keras"))
+    return str(path)
+
+
+@pytest.fixture(scope="package")
+def exported(tmp_path_factory):
+    """{"store": BASE with versions 1 and 2 (different weights), "runs": {1: run, 2: run}}."""
+    from export.savedmodel import export_savedmodel
+
+    root = tmp_path_factory.mktemp("serving")
+    store = root / "store"
+    runs = {}
+    for version, seed in ((1, 0), (2, 1)):
+        runs[version] = make_run(root / f"run{version}", seed)
+        export_savedmodel(runs[version], str(store), MODEL, version)
+    return {"store": str(store / MODEL), "runs": runs}
+
+
+@pytest.fixture(scope="package")
+def keras_models(exported):
+    from vidgen.evaluate import load_run
+
+    return {v: load_run(run)[1] for v, run in exported["runs"].items()}
+
+
+def copy_version(exported, base, version: int) -> str:
+    dst = os.path.join(base, str(version))
+    shutil.copytree(os.path.join(exported["store"], str(version)), dst)
+    return dst
+
+
+def start_server(base, **kwargs):
+    from serving.server import Server
+
+    kwargs.setdefault("poll_interval", POLL)
+    server = Server(str(base), MODEL, port=0, rest_api_port=0, **kwargs)
+    server.start()
+    return server
+
+
+@pytest.fixture(scope="package")
+def server(exported, tmp_path_factory):
+    """A server of version 1, shared by the tests that do not change its versions."""
+    base = tmp_path_factory.mktemp("base") / MODEL
+    os.makedirs(base)
+    copy_version(exported, base, 1)
+    srv = start_server(base)
+    assert srv.wait_for_model(60)
+    yield srv
+    srv.stop(grace=5)
+
+
+@pytest.fixture
+def client(server):
+    from serving.client import PredictionClient
+
+    with PredictionClient(f"127.0.0.1:{server.port}", MODEL, timeout=30) as c:
+        yield c
+
+
+@pytest.fixture
+def rest_client(server):
+    from serving.client import RestPredictionClient
+
+    return RestPredictionClient(f"http://127.0.0.1:{server.rest_api_port}", MODEL, timeout=30)
+
+
+@pytest.fixture
+def stub(server):
+    import grpc
+    from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+    channel = grpc.insecure_channel(f"127.0.0.1:{server.port}",
+                                    [("grpc.max_receive_message_length", 1 << 30),
+                                     ("grpc.max_send_message_length", 1 << 30)])
+    yield prediction_service_pb2_grpc.PredictionServiceStub(channel)
+    channel.close()
+
+
+def clip(batch=2, time=3, seed=0, size=16, channels=1) -> np.ndarray:
+    return np.random.default_rng(seed).random((batch, time, size, size, channels),
+                                              dtype=np.float32)

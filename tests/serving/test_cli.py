@@ -1,0 +1,119 @@
+"""`vidgen-serve start` as a process (start-up, SIGTERM drain) and `vidgen-serve predict`."""
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from serving.cli import main
+from serving.client import PredictionClient
+from tests.conftest import moving_square, write_mp4
+from tests.serving.conftest import MODEL, clip, copy_version
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def served_process(exported, tmp_path):
+    base = tmp_path / MODEL
+    os.makedirs(base)
+    copy_version(exported, base, 1)
+    env = dict(os.environ, PYTHONPATH=os.getcwd(), TF_CPP_MIN_LOG_LEVEL="2")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "serving.cli", "start", "--model_base_path", str(base),
+         "--model_name", MODEL, "--port", "0", "--rest_api_port", str(free_port()),
+         "--file_system_poll_wait_seconds", "0.1"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    lines = []
+    port = None
+    for line in proc.stdout:
+        lines.append(line)
+        m = re.search(r"gRPC on 127\.0\.0\.1:(\d+)", line)
+        if m:
+            port = int(m.group(1))
+        if "not implemented from TF Serving" in line:
+            break
+    assert port is not None, "".join(lines)
+    yield proc, port, lines
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
+def test_start_states_what_it_lacks_and_sigterm_drains(served_process):
+    proc, port, lines = served_process
+    banner = "".join(lines)
+    assert "REST on 127.0.0.1:" in banner
+    assert "version policy 'latest' only" in banner and "no SSL" in banner
+    client = PredictionClient(f"127.0.0.1:{port}", MODEL, timeout=60, retries=8)
+    assert client.predict(clip(1, 2), 1).shape == (1, 1, 16, 16, 1)   # waits for the model
+    result = {}
+
+    def long_request():
+        try:
+            result["frames"] = client.predict(clip(16, 3), 1000)
+        except Exception as e:  # noqa: BLE001 - reported below
+            result["error"] = e
+
+    thread = threading.Thread(target=long_request)
+    thread.start()
+    time.sleep(0.3)   # the request is in flight (it takes about 2 s)
+    proc.send_signal(signal.SIGTERM)
+    thread.join(60)
+    assert proc.wait(60) == 0
+    assert "error" not in result, result.get("error")
+    assert result["frames"].shape == (16, 1000, 16, 16, 1)
+    out = "".join(lines) + proc.stdout.read()
+    assert "finishing requests in flight" in out and "stopped" in out
+    client.close()
+
+
+def test_start_rejects_a_missing_base_path(tmp_path, capsys):
+    code = main(["start", "--model_base_path", str(tmp_path / "nope"), "--model_name", "m"])
+    assert code == 2
+    assert "--model_base_path" in capsys.readouterr().err
+
+
+def test_predict_command_writes_the_continuation(server, tmp_path, capsys, keras_models):
+    video = write_mp4(tmp_path / "clip.mp4", moving_square(8, 32, 32, channels=3))
+    out = str(tmp_path / "out.gif")
+    code = main(["predict", "--target", f"127.0.0.1:{server.port}", "--model", MODEL,
+                 "--input", video, "--context", "3", "--horizon", "4", "--out", out])
+    assert code == 0, capsys.readouterr().err
+    assert os.path.getsize(out) > 0
+    assert os.path.exists(str(tmp_path / "out_compare.gif"))   # the clip was long enough
+    assert "Predicted 4 frames after 3" in capsys.readouterr().out
+
+
+def test_predict_command_reports_a_refusal(server, tmp_path, capsys):
+    video = write_mp4(tmp_path / "clip.mp4", moving_square(4, 16, 16, channels=3))
+    code = main(["predict", "--target", f"127.0.0.1:{server.port}", "--model", "nope",
+                 "--input", video, "--context", "3", "--horizon", "2",
+                 "--out", str(tmp_path / "o.gif")])
+    assert code == 2
+    assert ("failed: NOT_FOUND: Servable not found for request: Latest(nope)"
+            in capsys.readouterr().err)
+
+
+def test_predict_command_checks_arguments(tmp_path, capsys):
+    assert main(["predict", "--input", "x.mp4", "--horizon", "0", "--out", "o.gif"]) == 2
+    assert "--horizon must be in [1, 1000]. Received: 0" in capsys.readouterr().err
+    assert main(["predict", "--input", "x.mp4", "--out", "o.txt"]) == 2
+    assert "--out must end in .mp4, .gif or .png" in capsys.readouterr().err
+
+
+def test_server_binds_localhost_by_default(server):
+    assert server.host == "127.0.0.1"
+    assert server._http.server_address[0] == "127.0.0.1"
+    assert np.isfinite(server.port)
