@@ -125,6 +125,9 @@ class Throughput(keras.callbacks.Callback):
         self._t = None
         self._first = True
 
+    def on_epoch_begin(self, epoch, logs=None):
+        self._first = True
+
     def on_train_batch_begin(self, batch, logs=None):
         self._t = time.perf_counter()
 
