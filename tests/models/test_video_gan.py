@@ -130,3 +130,24 @@ def test_vidgen_train_adversarial_run(tmp_path):
     metrics = json.load(open(os.path.join(run, "metrics.json")))
     assert np.isfinite(metrics["results"]["model"]["mse"]["mean"])
 
+
+
+def test_video_critic_stages_are_true_3d_convolutions():
+    """The stacked-frames 2D convolution equals tf.nn.conv3d with the same weights."""
+    import tensorflow as tf
+
+    from vidgen.models.video_discriminator import TAPS
+
+    critic = VideoDiscriminator(16, 1, (4, 8), downsample=1)
+    x = np.random.default_rng(0).random((2, 5, 16, 16, 1)).astype("float32")
+    for index, (stage, inputs, stride) in enumerate([(critic.convs[0].layer, x, 1)]):
+        kernel2d = np.asarray(stage.kernel)                     # (4, 4, TAPS * C, F)
+        c = inputs.shape[-1]
+        kernel3d = np.stack([kernel2d[:, :, i * c:(i + 1) * c] for i in range(TAPS)])
+        padded = np.pad(inputs, [(0, 0), (1, 1), (0, 0), (0, 0), (0, 0)])
+        # SAME padding everywhere on the time-padded clip, then the extra time steps
+        # cropped: zero "same" padding in time, SAME in space, as the critic does.
+        want = tf.nn.conv3d(padded, kernel3d, (1, stride, 2, 2, 1), "SAME")
+        want = np.asarray(want)[:, 1:-1] + np.asarray(stage.bias)
+        got = np.asarray(critic._conv3d(stage, inputs, stride, training=False))
+        np.testing.assert_allclose(got, want, atol=1e-5, err_msg=f"stage {index}")
