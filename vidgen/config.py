@@ -150,8 +150,8 @@ class ModelConfig:
         video_critic_filters: channels of the spatio-temporal critic's stages
             (adversarial training only; empty: no video critic).
         critic_frames: predicted frames per clip the frame critic scores.
-        latent_dim: channels of a per-step latent variable with a learned
-            prior (0: deterministic); lets `rollout` draw several futures.
+        latent_dim: size of a per-step latent vector with a learned prior
+            (0: deterministic); lets `rollout` draw several futures.
         kl_weight: weight of the KL term of the latent variable.
     """
 

@@ -53,7 +53,7 @@ PRESETS: dict[str, Config] = {
                         min_digits=1, max_digits=3),
         model=dataclasses.replace(_QUICK_MODEL, frame_critic_filters=(16, 32, 64),
                                   video_critic_filters=(16, 32, 64), critic_frames=4,
-                                  latent_dim=4, kl_weight=1e-4),
+                                  latent_dim=4, kl_weight=1e-3),
         train=TrainConfig(batch_size=8, epochs=9, steps_per_epoch=100, val_batches=8,
                           learning_rate=3e-3, warmup_steps=50, bce_weight=1.0,
                           adversarial="hinge", adversarial_weight=0.01,

@@ -62,8 +62,8 @@ class VideoPredictor(keras.Model):
             decays from 1 to 0; 0 trains on the model's own outputs only.
         context_loss_weight: weight of the next-frame loss on the context
             frames (predicting context frame t+1 from frames up to t).
-        latent_dim: channels of a per-step latent variable z_t at 1/4
-            resolution (0: deterministic). Training samples z_t from a
+        latent_dim: size of a per-step latent vector z_t, broadcast over the
+            1/4-resolution features (0: deterministic). Training samples z_t from a
             posterior q(z_t | past, true next frame), inference from the
             learned prior p(z_t | past) (SVG-LP), so `rollout` can draw
             several different futures.
@@ -264,8 +264,7 @@ class VideoPredictor(keras.Model):
     @property
     def noise_shape(self):
         """Shape (without batch) of one step's latent noise, or None for a deterministic model."""
-        q = self.frame_size // 4
-        return (q, q, self.latent_dim) if self.latent_dim else None
+        return (1, 1, self.latent_dim) if self.latent_dim else None
 
     def step(self, frame, states, sharp=None, noise=None):
         """One streaming step: the next frame from this frame and the recurrent states.
@@ -287,7 +286,13 @@ class VideoPredictor(keras.Model):
 
     def _latent(self, hidden, frame, noise, next_truth):
         """z and KL(q || p) of one step; the posterior when `next_truth` is given."""
-        prior = ops.clip(ops.cast(self.prior_net(hidden), "float32"), -10.0, 10.0)
+        # z is one vector per clip and step (SVG's global latent), broadcast over the
+        # 1/4-resolution grid: a spatial z (one per cell) was measured to smuggle the
+        # next frame through the posterior (training loss fell, rollouts stayed at the
+        # black-frame level) for any KL weight that left it useful.
+        prior = ops.mean(ops.cast(self.prior_net(hidden), "float32"), axis=(1, 2),
+                         keepdims=True)
+        prior = ops.clip(prior, -10.0, 10.0)
         mu_p, logvar_p = prior[..., :self.latent_dim], prior[..., self.latent_dim:]
         mu, logvar, kl = mu_p, logvar_p, ops.convert_to_tensor(0.0)
         if next_truth is not None:
@@ -295,14 +300,16 @@ class VideoPredictor(keras.Model):
             if self.difference_input:
                 x = ops.concatenate([next_truth, next_truth - frame], axis=-1)
             post = self.posterior_net(ops.concatenate([hidden, self.encoder(x)[0]], axis=-1))
-            post = ops.clip(ops.cast(post, "float32"), -10.0, 10.0)
+            post = ops.mean(ops.cast(post, "float32"), axis=(1, 2), keepdims=True)
+            post = ops.clip(post, -10.0, 10.0)
             mu, logvar = post[..., :self.latent_dim], post[..., self.latent_dim:]
             kl = 0.5 * (logvar_p - logvar
                         + (ops.exp(logvar) + ops.square(mu - mu_p)) / ops.exp(logvar_p) - 1.0)
             kl = ops.mean(ops.sum(kl, axis=(1, 2, 3)))
         if noise is None:
             noise = keras.random.normal(ops.shape(mu), seed=self.seed_generator)
-        return mu + ops.exp(0.5 * logvar) * noise, kl
+        z = mu + ops.exp(0.5 * logvar) * noise                      # (B, 1, 1, latent)
+        return z * ops.ones_like(hidden[..., :1]), kl
 
     def _step(self, frame, states, sharp=None, noise=None, next_truth=None):
         """`step`, plus the KL term of the latent variable (training passes `next_truth`)."""
