@@ -16,7 +16,7 @@ import json
 import os
 import sys
 
-from vidgen.errors import VidgenError
+from vidgen.cli import run_command
 
 
 def _quiet_tensorflow() -> None:
@@ -130,14 +130,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"vidgen-export: error: --{name.replace('_', '-')} must be >= 0. "
                   f"Received: {getattr(args, name)}", file=sys.stderr)
             return 2
-    try:
-        return args.func(args)
-    except VidgenError as e:
-        print(f"vidgen-export: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("vidgen-export: interrupted", file=sys.stderr)
-        return 130
+    return run_command("vidgen-export", args)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ import signal
 import sys
 import threading
 
+from vidgen.cli import run_command
 from vidgen.errors import VidgenError
 
 
@@ -133,14 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except VidgenError as e:
-        print(f"vidgen-serve: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("vidgen-serve: interrupted", file=sys.stderr)
-        return 130
+    return run_command("vidgen-serve", args)
 
 
 if __name__ == "__main__":

@@ -64,6 +64,24 @@ def _signatures_to_dict(sig_map) -> dict:
             for k, v in sig_map.signature_def.items() if not k.startswith("__")}
 
 
+def _set_request_options(client, model_name: str, version: Optional[int],
+                         version_label: Optional[str], signature: str, timeout: float,
+                         retries: int, backoff: float) -> None:
+    """Checks and stores the options both clients share."""
+    if version is not None and version_label is not None:
+        raise ValueError("Give version or version_label, not both. "
+                         f"Received: version={version}, version_label={version_label!r}")
+    if timeout <= 0:
+        raise ValueError(f"timeout must be positive. Received: timeout={timeout}")
+    client.model_name = model_name
+    client.version = version
+    client.version_label = version_label
+    client.signature = signature
+    client.timeout = timeout
+    client.retries = retries
+    client.backoff = backoff
+
+
 class PredictionClient:
     """gRPC client of TF Serving's PredictionService and ModelService.
 
@@ -85,18 +103,8 @@ class PredictionClient:
                  version_label: Optional[str] = None, signature: str = C.SERVING_DEFAULT,
                  timeout: float = 30.0, retries: int = 4, backoff: float = 0.1,
                  max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, credentials=None):
-        if version is not None and version_label is not None:
-            raise ValueError("Give version or version_label, not both. "
-                             f"Received: version={version}, version_label={version_label!r}")
-        if timeout <= 0:
-            raise ValueError(f"timeout must be positive. Received: timeout={timeout}")
-        self.model_name = model_name
-        self.version = version
-        self.version_label = version_label
-        self.signature = signature
-        self.timeout = timeout
-        self.retries = retries
-        self.backoff = backoff
+        _set_request_options(self, model_name, version, version_label, signature, timeout,
+                             retries, backoff)
         options = [("grpc.max_send_message_length", max_message_bytes),
                    ("grpc.max_receive_message_length", max_message_bytes)]
         self._channel = (grpc.secure_channel(target, credentials, options) if credentials
@@ -203,17 +211,9 @@ class RestPredictionClient:
     def __init__(self, base_url: str, model_name: str, version: Optional[int] = None,
                  version_label: Optional[str] = None, signature: str = C.SERVING_DEFAULT,
                  timeout: float = 30.0, retries: int = 4, backoff: float = 0.1):
-        if version is not None and version_label is not None:
-            raise ValueError("Give version or version_label, not both. "
-                             f"Received: version={version}, version_label={version_label!r}")
+        _set_request_options(self, model_name, version, version_label, signature, timeout,
+                             retries, backoff)
         self.base_url = base_url.rstrip("/")
-        self.model_name = model_name
-        self.version = version
-        self.version_label = version_label
-        self.signature = signature
-        self.timeout = timeout
-        self.retries = retries
-        self.backoff = backoff
 
     def __enter__(self):
         return self

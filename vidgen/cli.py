@@ -219,18 +219,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def run_command(prog: str, args: argparse.Namespace) -> int:
+    """Runs `args.func(args)`: a user mistake is one line on stderr and exit code 2.
+
+    Shared by `vidgen`, `vidgen-export` and `vidgen-serve`.
+    """
+    try:
+        return args.func(args)
+    except VidgenError as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
-    try:
-        return args.func(args)
-    except VidgenError as e:
-        print(f"vidgen: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("vidgen: interrupted", file=sys.stderr)
-        return 130
+    return run_command("vidgen", args)
 
 
 if __name__ == "__main__":
