@@ -64,17 +64,7 @@ def keras_rollouts(model, clips: np.ndarray, context: int,
         rollout = tf.function(lambda x: model.rollout(x, horizon))
         return np.asarray(rollout(clips[:, :context]))
 
-    @tf.function
-    def rollout_with(x, draws):
-        states = model.initial_states(tf.shape(x)[0])
-        for t in range(context):
-            frame, states = model.step(x[:, t], states, noise=draws[:, t])
-        out = [frame]
-        for i in range(horizon - 1):
-            frame, states = model.step(frame, states, noise=draws[:, context + i])
-            out.append(frame)
-        return tf.stack(out, axis=1)
-
+    rollout_with = tf.function(lambda x, draws: model.unrolled_rollout(x, horizon, draws))
     return np.asarray(rollout_with(clips[:, :context], noise))
 
 

@@ -99,20 +99,8 @@ def sequence_function(model, context: int, horizon: int) -> Callable:
     Python loops instead of a while loop: TFLite's int8 calibration does not
     handle the while-loop form of a recurrent graph (measured: it crashes).
     """
-    import tensorflow as tf
-
     def sequence(context_frames, noise=None):
-        def draw(t):
-            return None if noise is None else noise[:, t]
-
-        states = model.initial_states(1)
-        for t in range(context):
-            frame, states = model.step(context_frames[:, t], states, noise=draw(t))
-        out = [frame]
-        for i in range(horizon - 1):
-            frame, states = model.step(frame, states, noise=draw(context + i))
-            out.append(frame)
-        return {C.FRAMES: tf.stack(out, axis=1)}
+        return {C.FRAMES: model.unrolled_rollout(context_frames[:, :context], horizon, noise)}
 
     return sequence
 

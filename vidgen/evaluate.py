@@ -71,15 +71,12 @@ def count_flops(model, context: int, horizon: int) -> int:
     @tf.function
     def sequence(ctx):
         # A static Python loop (not the while loop of `observe`) so that the profiler
-        # counts every step, not the loop body once.
-        states = model.initial_states(1)
-        # Explicit noise: a seed generator's state update cannot be frozen to constants.
-        noise = tf.zeros((1,) + model.noise_shape) if model.noise_shape else None
-        for t in range(context):
-            frame, states = model.step(ctx[:, t], states, noise=noise)
-        for _ in range(horizon - 1):
-            frame, states = model.step(frame, states, noise=noise)
-        return frame
+        # counts every step, not the loop body once. Explicit noise: a seed
+        # generator's state update cannot be frozen to constants.
+        noise = None
+        if model.noise_shape:
+            noise = tf.zeros((1, context + horizon - 1) + model.noise_shape)
+        return model.unrolled_rollout(ctx, horizon, noise)
 
     concrete = sequence.get_concrete_function(tf.TensorSpec([1, context, s, s, c], tf.float32))
     graph = convert_variables_to_constants_v2(concrete).graph

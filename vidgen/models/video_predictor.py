@@ -458,6 +458,35 @@ class VideoPredictor(keras.Model):
             return out
         return ops.reshape(out, (-1, samples) + tuple(out.shape[1:]))
 
+    def unrolled_rollout(self, context, horizon: int, noise=None):
+        """`rollout` for a fixed context length, as a static Python loop over `step`.
+
+        The graph holds every step (no while loop): what TFLite's int8 calibration
+        and the FLOP profiler need, and it takes the latent noise explicitly.
+
+        Args:
+            context: (batch, time, H, W, C) with a static `time`.
+            horizon: frames to predict.
+            noise: (batch, time + horizon - 1, *noise_shape) standard normal draws,
+                one per step (None: a deterministic model, or drawn per step).
+
+        Returns:
+            (batch, horizon, H, W, C).
+        """
+        length = context.shape[1]
+
+        def draw(t):
+            return None if noise is None else noise[:, t]
+
+        states = self.initial_states(ops.shape(context)[0])
+        for t in range(length):
+            frame, states = self.step(context[:, t], states, noise=draw(t))
+        frames = [frame]
+        for i in range(horizon - 1):
+            frame, states = self.step(frame, states, noise=draw(length + i))
+            frames.append(frame)
+        return ops.stack(frames, axis=1)
+
     def call(self, context, training=False):
         return self.rollout(context, self.horizon)
 
