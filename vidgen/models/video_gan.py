@@ -9,15 +9,9 @@ from keras import ops
 
 from vidgen.models.frame_discriminator import FrameDiscriminator
 from vidgen.models.video_discriminator import VideoDiscriminator
-from vidgen.models.video_predictor import VideoPredictor
+from vidgen.models.video_predictor import VideoPredictor, num_replicas
 
 ADVERSARIAL_LOSSES = ("hinge", "nonsaturating")
-
-
-def _num_replicas() -> int:
-    import tensorflow as tf
-
-    return tf.distribute.get_strategy().num_replicas_in_sync
 
 
 def critic_loss(kind: str, real, fake):
@@ -118,9 +112,9 @@ class VideoGAN(keras.Model):
     def call(self, context, training=False):
         return self.generator(context, training=training)
 
-    def rollout(self, context, horizon: int):
-        """The generator's autoregressive prediction of `horizon` frames."""
-        return self.generator.rollout(context, horizon)
+    def rollout(self, context, horizon: int, num_samples=None, seed=None):
+        """The generator's autoregressive prediction (`VideoPredictor.rollout`)."""
+        return self.generator.rollout(context, horizon, num_samples=num_samples, seed=seed)
 
     # --------------------------------------------------------------- training
 
@@ -177,7 +171,7 @@ class VideoGAN(keras.Model):
         import tensorflow as tf
 
         context, target, _ = keras.utils.unpack_x_y_sample_weight(data)
-        replicas = float(_num_replicas())
+        replicas = float(num_replicas())
         horizon = target.shape[1]
         frame_index = keras.random.randint((min(self.critic_frames, horizon),), 0, horizon,
                                            seed=self.seed_generator)
@@ -226,10 +220,8 @@ class VideoGAN(keras.Model):
 
     def test_step(self, data):
         context, target, _ = keras.utils.unpack_x_y_sample_weight(data)
-        # Honest validation: the generator's full autoregressive rollout.
-        preds = self.generator.rollout(context, target.shape[1])
-        loss = self.reconstruction_loss(target, preds) * float(_num_replicas())
-        frame_mse = ops.mean(ops.sum(ops.square(preds - target), axis=(2, 3, 4)))
+        loss, frame_mse = self.generator.validation_losses(self.reconstruction_loss, context,
+                                                          target)
         self.trackers["loss"].update_state(loss)
         self.trackers["frame_mse"].update_state(frame_mse)
         return {"loss": self.trackers["loss"].result(),

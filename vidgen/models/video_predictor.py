@@ -15,6 +15,13 @@ CELLS = {"lstm": ConvLSTMCell, "gru": ConvGRUCell}
 HEADS = ("sdna", "cdna", "dna", "pixels")
 
 
+def num_replicas() -> int:
+    """Replicas of the current tf.distribute strategy (1 outside any)."""
+    import tensorflow as tf
+
+    return tf.distribute.get_strategy().num_replicas_in_sync
+
+
 def _hard(logits):
     """One-hot of the largest logit along the last axis (a "sharp" softmax)."""
     return ops.one_hot(ops.argmax(logits, axis=-1), logits.shape[-1], dtype=logits.dtype)
@@ -555,10 +562,7 @@ class VideoPredictor(keras.Model):
         if context_preds is not None and self.context_loss_weight:
             loss = loss + self.context_loss_weight * loss_fn(context[:, 1:], context_preds)
         if self.latent_dim and kl is not None and self.kl_weight:
-            import tensorflow as tf
-
-            replicas = tf.distribute.get_strategy().num_replicas_in_sync
-            loss = loss + self.kl_weight * kl / float(replicas)
+            loss = loss + self.kl_weight * kl / float(num_replicas())
         return loss
 
     def train_step(self, data):
@@ -574,8 +578,7 @@ class VideoPredictor(keras.Model):
         grads = tape.gradient(scaled, self.trainable_variables)
         self.optimizer.apply(grads, self.trainable_variables)
         # The loss objects scale by 1 / replicas; the tracker shows the global value.
-        replicas = float(tf.distribute.get_strategy().num_replicas_in_sync)
-        self.loss_tracker.update_state(loss * replicas)
+        self.loss_tracker.update_state(loss * float(num_replicas()))
         self.teacher_tracker.update_state(teacher_prob)
         trackers = [self.loss_tracker, self.teacher_tracker]
         if self.latent_dim:
@@ -583,14 +586,18 @@ class VideoPredictor(keras.Model):
             trackers.append(self.kl_tracker)
         return {m.name: m.result() for m in trackers}
 
+    def validation_losses(self, loss_fn, context, target):
+        """(global loss, per-frame MSE) of a full autoregressive rollout over `target`.
+
+        Honest validation: no true frame after the context is ever fed back.
+        """
+        preds = self.rollout(context, target.shape[1])
+        loss = loss_fn(target, preds) * float(num_replicas())  # loss objects scale by 1/N
+        return loss, ops.mean(ops.sum(ops.square(preds - target), axis=(2, 3, 4)))
+
     def test_step(self, data):
         context, target, _ = keras.utils.unpack_x_y_sample_weight(data)
-        # Honest validation: a full autoregressive rollout, no true frame after the context.
-        preds = self.rollout(context, target.shape[1])
-        import tensorflow as tf
-
-        loss = self.loss(target, preds) * float(tf.distribute.get_strategy().num_replicas_in_sync)
-        frame_mse = ops.mean(ops.sum(ops.square(preds - target), axis=(2, 3, 4)))
+        loss, frame_mse = self.validation_losses(self.loss, context, target)
         self.loss_tracker.update_state(loss)
         self.frame_mse_tracker.update_state(frame_mse)
         return {m.name: m.result() for m in (self.loss_tracker, self.frame_mse_tracker)}
