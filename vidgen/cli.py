@@ -97,6 +97,10 @@ def _cmd_train(args) -> int:
                     strategy=args.strategy)
     if summary["interrupted"]:
         return 130
+    if summary.get("chief") is False:
+        print(f"Worker finished {summary['steps_run']} steps; the chief writes the run in "
+              f"{run_dir}.")
+        return 0
     if not args.no_evaluate:
         from vidgen.evaluate import summary_table
 

@@ -54,14 +54,12 @@ def make_strategy(name: str = "auto"):
                               "[\"host1:12345\", \"host2:12345\"]}, \"task\": {\"type\": "
                               "\"worker\", \"index\": 0}}'.")
         try:
-            json.loads(raw)
+            spec = json.loads(raw)
         except ValueError as e:
             raise VidgenError(f"TF_CONFIG is not valid JSON: {e}") from None
-        raise VidgenError(
-            "Multi-worker training is not available yet: Keras 3.15's model.fit fails under "
-            "MultiWorkerMirroredStrategy (PerReplica values in its symbolic build) and "
-            "vidgen's own distributed loop is not written yet. Use --strategy mirrored on "
-            "one host with several GPUs.")
+        check_tf_config(spec)
+        # The coordination service lets PreemptionCheckpointHandler agree on a step.
+        return tf.distribute.MultiWorkerMirroredStrategy(), name
     try:
         resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
         tf.config.experimental_connect_to_cluster(resolver)
@@ -69,6 +67,23 @@ def make_strategy(name: str = "auto"):
     except (ValueError, RuntimeError, tf.errors.OpError) as e:
         raise VidgenError(f"--strategy tpu: no TPU could be reached ({e}).") from None
     return tf.distribute.TPUStrategy(resolver), name
+
+
+def check_tf_config(spec) -> None:
+    """Rejects a TF_CONFIG without a cluster of workers or without this task in it."""
+    example = ('expected {"cluster": {"worker": ["host1:port", ...]}, "task": {"type": '
+               '"worker", "index": 0}}')
+    if not isinstance(spec, dict) or not isinstance(spec.get("cluster"), dict):
+        raise VidgenError(f"TF_CONFIG has no \"cluster\": {example}. Received: {spec!r}")
+    task = spec.get("task")
+    if not isinstance(task, dict) or "type" not in task or "index" not in task:
+        raise VidgenError(f"TF_CONFIG has no \"task\" with type and index: {example}. "
+                          f"Received: {spec!r}")
+    jobs = spec["cluster"]
+    members = jobs.get(task["type"])
+    if not isinstance(members, list) or not (0 <= int(task["index"]) < len(members)):
+        raise VidgenError(f"TF_CONFIG's task {task['type']} {task['index']} is not in its "
+                          f"cluster {jobs!r}.")
 
 
 def per_replica_batch(global_batch: int, replicas: int) -> int:

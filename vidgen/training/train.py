@@ -35,6 +35,7 @@ from vidgen.errors import ConfigError, VidgenError
 from vidgen.fileio import write_json_atomic
 from vidgen.models import FrameDiscriminator, VideoDiscriminator, VideoGAN, VideoPredictor
 from vidgen.training import callbacks as cb
+from vidgen.training import multiworker
 from vidgen.training.backup import AtomicBackup
 from vidgen.training.distribute import make_strategy, per_replica_batch
 from vidgen.training.losses import ReconstructionLoss
@@ -174,8 +175,13 @@ class RunPaths:
         return os.path.join(self.root, "training.json")
 
 
-def prepare_run_dir(cfg: Optional[Config], run_dir: str, resume: bool) -> Config:
-    """Creates (or reopens with `resume`) a run directory; returns the run's config."""
+def prepare_run_dir(cfg: Optional[Config], run_dir: str, resume: bool,
+                    writer: bool = True) -> Config:
+    """Creates (or reopens with `resume`) a run directory; returns the run's config.
+
+    `writer=False` (a non-chief worker's own directory) makes only the folder
+    and its config.json: checkpoints, logs and samples are the chief's.
+    """
     paths = RunPaths(run_dir)
     exists = os.path.isfile(paths.config)
     if resume and not exists:
@@ -197,10 +203,20 @@ def prepare_run_dir(cfg: Optional[Config], run_dir: str, resume: bool) -> Config
         raise VidgenError(
             f"Run directory {run_dir!r} already holds a run; pass --resume to continue it or "
             "choose another --run-dir.")
-    for folder in (paths.root, paths.checkpoints, paths.backup, paths.logs, paths.samples):
+    folders = (paths.root, paths.checkpoints, paths.backup, paths.logs, paths.samples)
+    for folder in folders if writer else folders[:1]:
         os.makedirs(folder, exist_ok=True)
     cfg.to_json(paths.config)
     return cfg
+
+
+def _saved_strategy(run_dir: str) -> str:
+    """The strategy a resumed run was configured with ("auto" when unknown)."""
+    path = RunPaths(run_dir).config
+    if not os.path.isfile(path):
+        return "auto"
+    with open(path) as f:
+        return json.load(f).get("train", {}).get("strategy", "auto")
 
 
 def _sample_batch(cfg: Config, n: int):
@@ -231,10 +247,18 @@ def train(cfg: Optional[Config], run_dir: str, resume: bool = False,
     """
     from vidgen.data.pipeline import make_dataset
 
-    cfg = prepare_run_dir(cfg, run_dir, resume)
+    # MultiWorkerMirroredStrategy must exist before TensorFlow's runtime starts.
+    strategy, strategy_name = make_strategy(strategy or (cfg.train.strategy if cfg else
+                                                         _saved_strategy(run_dir)))
+    chief, own_dir = True, run_dir
+    if strategy_name == "multiworker":
+        task_type, task_id, chief = multiworker.task_of(strategy)
+        own_dir = multiworker.worker_dir(run_dir, task_type, task_id, chief)
+        print(f"Multi-worker task {task_type} {task_id} ({'chief' if chief else 'worker'}); "
+              f"writes to {own_dir}")
+    cfg = prepare_run_dir(cfg, own_dir, resume, writer=chief)
     paths = RunPaths(run_dir)
     t = cfg.train
-    strategy, strategy_name = make_strategy(strategy or t.strategy)
     replicas = strategy.num_replicas_in_sync
     print(f"Strategy {strategy_name} ({type(strategy).__name__}): {replicas} replica(s), "
           f"global batch {t.batch_size}, {per_replica_batch(t.batch_size, replicas)} per replica")
@@ -256,29 +280,47 @@ def train(cfg: Optional[Config], run_dir: str, resume: bool = False,
     sample_context, sample_target = _sample_batch(cfg, t.sample_clips)
     budget = cb.TimeBudget(t.time_budget_minutes)
     throughput = cb.Throughput(t.batch_size)
-    callbacks = [
-        AtomicBackup(paths.backup),
+    writers = [
         cb.BestModelCheckpoint(paths.model, os.path.join(paths.checkpoints, "best.json")),
         cb.LastModelCheckpoint(os.path.join(paths.checkpoints, "last.keras")),
         keras.callbacks.CSVLogger(os.path.join(paths.logs, "history.csv"), append=True),
         keras.callbacks.TensorBoard(paths.logs, write_graph=False, update_freq="epoch"),
         cb.SampleWriter(sample_context, sample_target, paths.samples, paths.logs),
-        budget,
         throughput,
         *extra_callbacks,
     ]
+    verbose = 1 if sys.stdout.isatty() else 2
     print(f"Training {model.count_params():,} parameters on {cfg.data.source!r} "
           f"({cfg.data.context} -> {cfg.data.horizon} frames, {cfg.data.frame_size}px); "
           f"run directory {run_dir}")
     start = time.perf_counter()
     interrupted = False
+    if strategy_name == "multiworker":
+        result = multiworker.fit_multiworker(model, cfg, strategy, own_dir, chief, val_ds,
+                                             writers, verbose)
+        seconds = time.perf_counter() - start
+        summary = {**{k: v for k, v in result.items() if k != "logs"},
+                   "train_seconds": round(seconds, 1),
+                   "sequences_per_second": round(throughput.sequences_per_second, 2),
+                   "parameters": int(model.count_params()), "chief": chief,
+                   "interrupted": False}
+        write_json_atomic(os.path.join(own_dir, "training.json"), summary)
+        if chief:
+            if not os.path.isfile(paths.model):
+                cb.save_model_atomic(model, paths.model)
+            if evaluate_after:
+                from vidgen.evaluate import evaluate
+
+                evaluate(run_dir)
+        return summary
+    callbacks = [AtomicBackup(paths.backup), *writers, budget]
     # The validation split is finite by design (every clip once per epoch); Keras warns
     # when a dataset of unknown length ends. The training split repeats forever.
     warnings.filterwarnings("ignore", message="Your input ran out of data")
     try:
         history = model.fit(train_ds, epochs=t.epochs, steps_per_epoch=t.steps_per_epoch,
                             validation_data=val_ds, callbacks=callbacks, shuffle=False,
-                            verbose=1 if sys.stdout.isatty() else 2)
+                            verbose=verbose)
         epochs_run = len(history.history.get("loss", []))
     except KeyboardInterrupt:
         interrupted = True

@@ -1,0 +1,161 @@
+"""Multi-worker training with real processes: two workers on 127.0.0.1 with TF_CONFIG."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from vidgen.errors import VidgenError
+from vidgen.training.distribute import check_tf_config
+from vidgen.training.multiworker import PREEMPTED_EXIT_CODE
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+TINY = {"data.frame_size": 16, "data.context": 3, "data.horizon": 3,
+        "data.train_clips": 12, "data.val_clips": 4, "data.test_clips": 4,
+        "data.shuffle_buffer": 8, "data.shard_size": 5,
+        "model.encoder_filters": [4, 8], "model.core_filters": [8],
+        "model.decoder_filters": [8, 4], "model.dna_kernel": 3, "model.sampling_steps": 20,
+        "train.batch_size": 2, "train.warmup_steps": 1, "train.val_batches": 1,
+        "train.sample_clips": 1}
+GAN = {"train.adversarial": "hinge", "model.frame_critic_filters": [4],
+       "model.video_critic_filters": [4], "model.critic_frames": 2}
+
+
+def _free_ports(n):
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def _start_workers(run, overrides, ports, logs):
+    """Starts one `vidgen train --strategy multiworker` process per port."""
+    command = [sys.executable, "-m", "vidgen.cli", "train", "--preset", "quick",
+               "--data", "digits", "--run-dir", run, "--resume", "--no-evaluate",
+               "--strategy", "multiworker"]
+    for key, value in overrides.items():
+        text = value if isinstance(value, str) else json.dumps(value)  # strings as is
+        command += ["--set", f"{key}={text}"]
+    workers = [f"127.0.0.1:{p}" for p in ports]
+    processes = []
+    for index in range(len(ports)):
+        tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TF_CONFIG": json.dumps(tf_config)}
+        log = open(os.path.join(logs, f"worker-{index}.log"), "w")
+        processes.append(subprocess.Popen(command, cwd=ROOT, env=env, stdout=log,
+                                          stderr=subprocess.STDOUT, text=True))
+    return processes
+
+
+def _wait(processes, logs, timeout=300):
+    codes = []
+    for index, process in enumerate(processes):
+        try:
+            codes.append(process.wait(timeout=timeout))
+        except subprocess.TimeoutExpired:
+            for p in processes:
+                p.kill()
+            pytest.fail(f"worker {index} hung:\n{_log(logs, index)[-3000:]}")
+    return codes
+
+
+def _log(logs, index):
+    with open(os.path.join(logs, f"worker-{index}.log")) as f:
+        return f.read()
+
+
+def _variables(checkpoint_dir):
+    """Every variable of the latest checkpoint in `checkpoint_dir` (a tf.train.Checkpoint)."""
+    import tensorflow as tf
+
+    path = tf.train.latest_checkpoint(checkpoint_dir)
+    assert path, f"no checkpoint in {checkpoint_dir}"
+    reader = tf.train.load_checkpoint(path)
+    return path, {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()
+                  if name.startswith(("model_variables", "optimizer", "g_optimizer",
+                                      "d_optimizer", "steps_done"))}
+
+
+def _assert_same_weights(run):
+    chief_path, chief = _variables(os.path.join(run, "preemption"))
+    worker_path, worker = _variables(os.path.join(run, "workers", "worker-1", "preemption"))
+    assert os.path.basename(chief_path) == os.path.basename(worker_path)
+    assert chief.keys() == worker.keys() and any("model_variables" in k for k in chief)
+    for name, value in chief.items():
+        np.testing.assert_array_equal(value, worker[name], err_msg=name)
+    return chief
+
+
+def test_two_workers_train_the_same_weights_and_only_the_chief_writes(tmp_path):
+    run, logs = str(tmp_path / "run"), str(tmp_path)
+    overrides = {**TINY, "train.epochs": 2, "train.steps_per_epoch": 4}
+    codes = _wait(_start_workers(run, overrides, _free_ports(2), logs), logs)
+    assert codes == [0, 0], _log(logs, 0)[-3000:] + _log(logs, 1)[-3000:]
+    variables = _assert_same_weights(run)
+    assert int(variables["steps_done/.ATTRIBUTES/VARIABLE_VALUE"]) == 8
+    # The chief writes the run; the other worker only its own folder.
+    for path in ("model.keras", "checkpoints/last.keras", "logs/history.csv",
+                 "samples/epoch_002.gif", "training.json"):
+        assert os.path.isfile(os.path.join(run, path)), path
+    worker_dir = os.path.join(run, "workers", "worker-1")
+    assert sorted(os.listdir(worker_dir)) == ["config.json", "preemption", "training.json"]
+    assert not [f for f in os.listdir(run) if f not in (
+        "config.json", "model.keras", "checkpoints", "backup", "logs", "samples",
+        "preemption", "training.json", "workers")]
+    # Each worker read its own shard of the clips.
+    chief = json.load(open(os.path.join(run, "training.json")))
+    worker = json.load(open(os.path.join(worker_dir, "training.json")))
+    assert chief["input_pipeline"] == [0, 2] and worker["input_pipeline"] == [1, 2]
+    assert chief["first_batch_sha1"] != worker["first_batch_sha1"]
+    assert chief["chief"] and not worker["chief"]
+    history = open(os.path.join(run, "logs", "history.csv")).read().splitlines()
+    assert len(history) == 3 and "val_frame_mse" in history[0]
+
+
+def test_gan_survives_sigterm_on_one_worker_and_resumes(tmp_path):
+    run, logs = str(tmp_path / "run"), str(tmp_path)
+    overrides = {**TINY, **GAN, "train.epochs": 3, "train.steps_per_epoch": 20}
+    ports = _free_ports(2)
+    processes = _start_workers(run, overrides, ports, logs)
+    first_save = os.path.join(run, "workers", "worker-1", "preemption", "checkpoint")
+    deadline = time.time() + 300
+    while not os.path.isfile(first_save) and time.time() < deadline:
+        assert all(p.poll() is None for p in processes), _log(logs, 0)[-3000:]
+        time.sleep(0.05)
+    processes[1].send_signal(signal.SIGTERM)  # preempt the non-chief in epoch 2
+    codes = _wait(processes, logs)
+    assert codes == [PREEMPTED_EXIT_CODE] * 2, _log(logs, 0)[-3000:] + _log(logs, 1)[-3000:]
+    saved = _assert_same_weights(run)
+    step = int(saved["steps_done/.ATTRIBUTES/VARIABLE_VALUE"])
+    assert 20 <= step < 60
+    assert "preempted; state saved" in _log(logs, 1)
+    # The same command again: both workers resume from that step and finish.
+    codes = _wait(_start_workers(run, overrides, _free_ports(2), logs), logs)
+    assert codes == [0, 0], _log(logs, 0)[-3000:] + _log(logs, 1)[-3000:]
+    for index in (0, 1):
+        assert f"(step {step})" in _log(logs, index)
+    final = _assert_same_weights(run)
+    assert int(final["steps_done/.ATTRIBUTES/VARIABLE_VALUE"]) == 60
+    assert json.load(open(os.path.join(run, "training.json")))["resumed_from_step"] == step
+    assert any(k.startswith("d_optimizer") for k in final)
+
+
+@pytest.mark.parametrize("spec, message", [
+    ({"task": {"type": "worker", "index": 0}}, "no \"cluster\""),
+    ({"cluster": {"worker": ["a:1"]}}, "no \"task\""),
+    ({"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": 3}}, "not in its"),
+    ([1, 2], "no \"cluster\""),
+])
+def test_tf_config_mistakes_are_named(spec, message):
+    with pytest.raises(VidgenError, match=message):
+        check_tf_config(spec)
