@@ -153,9 +153,6 @@ class ModelConfig:
         latent_dim: size of a per-step latent vector with a learned prior
             (0: deterministic); lets `rollout` draw several futures.
         kl_weight: weight of the KL term of the latent variable.
-        output_floor: predicted values below it become exactly 0, the rest is
-            rescaled to [0, 1] (0: off); clears the grey haze of blurred
-            predictions on black backgrounds.
     """
 
     encoder_filters: tuple[int, ...] = (32, 64)
@@ -174,13 +171,9 @@ class ModelConfig:
     critic_frames: int = 4
     latent_dim: int = 0
     kl_weight: float = 1e-4
-    output_floor: float = 0.0
 
     def validate(self) -> None:
         _positive(self, "kernel_size", "critic_frames")
-        if not 0.0 <= self.output_floor < 1.0:
-            raise ConfigError("model.output_floor must be in [0, 1). "
-                              f"Received: {self.output_floor}")
         _non_negative(self, "sampling_steps", "context_loss_weight", "latent_dim", "kl_weight")
         for name in ("frame_critic_filters", "video_critic_filters"):
             if getattr(self, name) and min(getattr(self, name)) <= 0:

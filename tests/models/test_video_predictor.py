@@ -126,29 +126,10 @@ def test_config_and_keras_round_trip(tmp_path):
     (dict(head="flow"), "head must be one of"),
     (dict(dna_kernel=4), "dna_kernel must be a positive odd number"),
     (dict(horizon=0), "horizon must be positive"),
-    (dict(output_floor=1.0), "output_floor must be in"),
-    (dict(output_floor=-0.1), "output_floor must be in"),
 ])
 def test_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         VideoPredictor(**{**TINY_MODEL, **kwargs})
-
-
-def test_output_floor_zeroes_the_haze_and_rescales_the_rest():
-    plain = VideoPredictor(**TINY_MODEL, head="pixels", seed=3)
-    floored = VideoPredictor(**TINY_MODEL, head="pixels", output_floor=0.5, seed=3)
-    context, _ = _clips()
-    plain(context)
-    floored(context)
-    floored.set_weights(plain.get_weights())
-    raw = np.asarray(plain.rollout(context, 1))
-    out = np.asarray(floored.rollout(context, 1))
-    # Untrained sigmoid outputs straddle 0.5: below it exact zeros, above rescaled.
-    assert (raw < 0.5).any() and (raw > 0.5).any()
-    np.testing.assert_array_equal(out[raw < 0.5], 0.0)
-    np.testing.assert_allclose(out[raw >= 0.5], (raw[raw >= 0.5] - 0.5) * 2.0, atol=1e-6)
-    clone = VideoPredictor.from_config(floored.get_config())
-    assert clone.output_floor == 0.5
 
 
 def test_dna_head_moves_pixels():

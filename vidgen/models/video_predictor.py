@@ -75,11 +75,6 @@ class VideoPredictor(keras.Model):
             learned prior p(z_t | past) (SVG-LP), so `rollout` can draw
             several different futures.
         kl_weight: weight of KL(q || p) (summed over z's elements, per step).
-        output_floor: a dead zone at the bottom of the output range: values
-            below it become exactly 0 and the rest is rescaled to [0, 1]
-            (0: off). A blurred prediction leaves a faint grey haze on black
-            backgrounds that SSIM punishes hard and that grows when the
-            rollout feeds its own frames back; the floor clears it.
         seed: seed of the scheduled-sampling draws.
 
     Reference:
@@ -102,7 +97,7 @@ class VideoPredictor(keras.Model):
                  dna_kernel: int = 9, cdna_kernels: int = 4, difference_input: bool = True,
                  sharp: bool = False, sampling_steps: int = 0,
                  context_loss_weight: float = 1.0, latent_dim: int = 0, kl_weight: float = 1e-4,
-                 output_floor: float = 0.0, seed: int = 0, **kwargs):
+                 seed: int = 0, **kwargs):
         super().__init__(**kwargs)
         if frame_size <= 0 or frame_size % 4:
             raise ValueError(
@@ -127,9 +122,6 @@ class VideoPredictor(keras.Model):
         if latent_dim < 0 or kl_weight < 0:
             raise ValueError(f"latent_dim and kl_weight must be >= 0. Received: latent_dim="
                              f"{latent_dim}, kl_weight={kl_weight}")
-        if not 0.0 <= output_floor < 1.0:
-            raise ValueError(f"output_floor must be in [0, 1). Received: {output_floor}")
-        self.output_floor = float(output_floor)
         self.frame_size = frame_size
         self.channels = channels
         self.horizon = horizon
@@ -328,13 +320,6 @@ class VideoPredictor(keras.Model):
 
     def _step(self, frame, states, sharp=None, noise=None, next_truth=None):
         """`step`, plus the KL term of the latent variable (training passes `next_truth`)."""
-        out, new_states, kl = self._raw_step(frame, states, sharp, noise, next_truth)
-        if self.output_floor:
-            out = ops.relu(out - self.output_floor) * (1.0 / (1.0 - self.output_floor))
-        return out, new_states, kl
-
-    def _raw_step(self, frame, states, sharp=None, noise=None, next_truth=None):
-        """The head's output before the output floor, the new states and the KL term."""
         sharp = self.sharp if sharp is None else sharp
         x = frame
         if self.difference_input:
@@ -632,5 +617,4 @@ class VideoPredictor(keras.Model):
                 "sharp": self.sharp,
                 "sampling_steps": self.sampling_steps,
                 "context_loss_weight": self.context_loss_weight,
-                "output_floor": self.output_floor,
                 "latent_dim": self.latent_dim, "kl_weight": self.kl_weight, "seed": self.seed}

@@ -50,8 +50,7 @@ def model_kwargs(cfg: Config) -> dict[str, Any]:
                 decoder_filters=m.decoder_filters, head=m.head, dna_kernel=m.dna_kernel,
                 cdna_kernels=m.cdna_kernels, difference_input=m.difference_input,
                 sampling_steps=m.sampling_steps, context_loss_weight=m.context_loss_weight,
-                latent_dim=m.latent_dim, kl_weight=m.kl_weight, output_floor=m.output_floor,
-                seed=cfg.train.seed)
+                latent_dim=m.latent_dim, kl_weight=m.kl_weight, seed=cfg.train.seed)
 
 
 def build_model(cfg: Config) -> VideoPredictor | VideoGAN:
