@@ -7,7 +7,7 @@ import pytest
 from vidgen.cli import main
 from vidgen.errors import VidgenError
 from vidgen.postprocess import ResidualDenoiser
-from vidgen.postprocess.evaluation import Step, parse_steps
+from vidgen.postprocess.evaluation import Step, parse_steps, table
 from vidgen.postprocess.training import load_denoiser
 
 STEPS = "denoise:nlmeans,denoise:learned,interpolate:flow,interpolate:linear"
@@ -61,11 +61,18 @@ def test_generate_errors(tiny_run, clip_npy, tmp_path, extra, message, capsys):
     assert not os.path.exists(out)
 
 
-def test_evaluate_postprocess(post_run, capsys):
-    assert main(["evaluate", post_run, "--max-clips", "2", "--postprocess", STEPS]) == 0
-    assert "interpolate:linear" in capsys.readouterr().out
+@pytest.fixture(scope="module")
+def evaluated(post_run):
+    """The post_run's evaluation report with every step measured on 2 test clips."""
+    from vidgen.evaluate import evaluate
+
+    return evaluate(post_run, max_clips=2, postprocess=STEPS, progress=False)
+
+
+def test_evaluate_postprocess(post_run, evaluated):
     with open(os.path.join(post_run, "metrics.json")) as f:
         section = json.load(f)["postprocess"]
+    assert section == json.loads(json.dumps(evaluated["postprocess"]))
     assert set(section) == {"conventions", *STEPS.split(",")}
     for name in ("denoise:nlmeans", "denoise:learned"):
         entry = section[name]
@@ -79,6 +86,19 @@ def test_evaluate_postprocess(post_run, capsys):
         assert entry["k"] == 2 and entry["ms_per_frame"] > 0
         # 6 real frames: 0, 2, 4 kept, 1 and 3 interpolated; 3 generated: 1 interpolated.
         assert entry["real"]["frames"] == 2 * 2 and entry["generated"]["frames"] == 2 * 1
+    lines = table(section).splitlines()
+    assert len(lines) == 1 + 2 * 4 and lines[-1].startswith("interpolate:linear")
+
+
+def test_benchmark_table_chart_and_examples(post_run, evaluated, tmp_path):
+    from bench.postprocess import bar_chart, collect, examples, markdown
+
+    rows = collect([post_run])
+    assert [(r["step"], r["on"]) for r in rows][:2] == [("denoise:learned", "generated"),
+                                                        ("denoise:learned", "noisy_truth")]
+    assert markdown(rows).count("\n") == len(rows) + 1
+    assert imageio.imread(bar_chart(rows, str(tmp_path / "chart.png"))).ndim == 3
+    assert imageio.imread(examples([post_run], str(tmp_path / "examples.png"))).ndim == 3
 
 
 @pytest.mark.parametrize("spec, message", [
