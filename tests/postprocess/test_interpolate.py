@@ -87,3 +87,10 @@ def test_bad_method_and_scoring_arguments():
         drop_and_interpolate(clip, 1, "flow")
     with pytest.raises(VidgenError, match="at least K \\+ 1 frames. Received 5"):
         drop_and_interpolate(clip, 5, "flow")
+
+
+def test_rounding_outside_the_range_is_clipped():
+    clip = np.array([0.0, 1.0 + 1e-7], np.float32).reshape(2, 1, 1, 1) * np.ones((2, 4, 4, 1),
+                                                                                 np.float32)
+    out = interpolate(clip, 2, "linear")
+    assert out.max() == 1.0 and out.dtype == np.float32

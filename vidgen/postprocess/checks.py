@@ -8,6 +8,10 @@ import numpy as np
 
 from vidgen.errors import VidgenError
 
+# A model's frames are in [0, 1] up to float rounding (a convex combination of pixels can
+# land a few ULPs outside): that much is clipped, anything more is a mistake.
+RANGE_TOLERANCE = 1e-5
+
 
 def check_clip(clip, name: str = "clip", min_frames: int = 1) -> np.ndarray:
     """Returns `clip` as float32 (T, H, W, C) after checking rank, dtype, values and length.
@@ -18,8 +22,9 @@ def check_clip(clip, name: str = "clip", min_frames: int = 1) -> np.ndarray:
         min_frames: the fewest frames the caller can work with.
 
     Raises:
-        VidgenError: for a clip of the wrong rank, channels, dtype or range,
-            with NaN or Inf values, or with fewer than `min_frames` frames.
+        VidgenError: for a clip of the wrong rank, channels, dtype or range
+            (values within `RANGE_TOLERANCE` of [0, 1] are clipped), with NaN
+            or Inf values, or with fewer than `min_frames` frames.
     """
     array = np.asarray(clip)
     if array.ndim != 4 or array.shape[-1] not in (1, 3) or 0 in array.shape[1:3]:
@@ -35,11 +40,14 @@ def check_clip(clip, name: str = "clip", min_frames: int = 1) -> np.ndarray:
             f"Received {len(array)}")
     if not np.isfinite(array).all():
         raise VidgenError(f"{name} contains NaN or Inf values.")
-    if array.size and (array.min() < 0.0 or array.max() > 1.0):
+    low, high = (float(array.min()), float(array.max())) if array.size else (0.0, 1.0)
+    if low < -RANGE_TOLERANCE or high > 1.0 + RANGE_TOLERANCE:
         raise VidgenError(
-            f"{name} must lie in [0, 1]. Received values in [{array.min():.3g}, "
-            f"{array.max():.3g}]")
-    return array.astype(np.float32, copy=False)
+            f"{name} must lie in [0, 1]. Received values in [{low:.3g}, {high:.3g}]")
+    array = array.astype(np.float32, copy=False)
+    if low < 0.0 or high > 1.0:
+        array = np.clip(array, 0.0, 1.0)
+    return array
 
 
 def check_factor(k) -> int:

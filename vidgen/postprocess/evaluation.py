@@ -121,7 +121,8 @@ class PostprocessEvaluator:
 
     def __init__(self, steps: list[Step], denoiser=None, noise_sigma: float = NOISE_SIGMA,
                  seed: int = 0):
-        if any(s.kind == "denoise" and s.method == "learned" for s in steps) and not denoiser:
+        if denoiser is None and any(s.kind == "denoise" and s.method == "learned"
+                                    for s in steps):
             raise VidgenError("denoise:learned needs the run's trained denoiser "
                               "(RUN/denoiser.keras, `vidgen postprocess train-denoiser RUN`).")
         self.steps = steps

@@ -123,12 +123,11 @@ def batches(truths: np.ndarray, preds: np.ndarray, context: int, pairs: str, win
     half = window // 2
     patch = min(patch, size)
     offsets = np.arange(-half, half + 1)
+    counts = ({"prediction": batch_size - batch_size // 2, "noise": batch_size // 2}
+              if pairs == "both" else {pairs: batch_size})
     while True:
-        kinds = {"prediction": [batch_size], "noise": [batch_size],
-                 "both": [batch_size - batch_size // 2, batch_size // 2]}[pairs]
-        names = ["prediction", "noise"] if pairs == "both" else [pairs]
         xs, ys = [], []
-        for name, count in zip(names, kinds):
+        for name, count in counts.items():
             clip = rng.integers(0, n, count)
             if name == "prediction":
                 t = rng.integers(0, horizon, count)
