@@ -63,3 +63,25 @@ def tiny_run_config(**overrides) -> Config:
                  train=TrainConfig(batch_size=2, epochs=2, steps_per_epoch=3, warmup_steps=1,
                                    sample_clips=2))
     return apply_overrides(cfg, [f"{k}={v}" for k, v in overrides.items()])
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """A run directory with config.json and a small trained-shape (untrained) model.keras.
+
+    Its data is the synthetic digits source, generated on the fly (16x16, 3 -> 3 frames).
+    Shared by the test packages: copy it before writing into it.
+    """
+    from vidgen.training.train import build_model
+
+    run = tmp_path_factory.mktemp("run")
+    cfg = tiny_run_config()
+    model = build_model(cfg)
+    # Move the weights away from their initial values so parity is tested on a
+    # model whose every weight matters.
+    rng = np.random.default_rng(0)
+    for w in model.weights:
+        w.assign(np.asarray(w) + rng.normal(0, 0.05, w.shape).astype("float32"))
+    cfg.to_json(os.path.join(run, "config.json"))
+    model.save(os.path.join(run, "model.keras"))
+    return str(run)

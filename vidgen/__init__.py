@@ -7,4 +7,5 @@ that `keras.saving.load_model("RUN/model.keras")` works in any process.
 __version__ = "0.1.0"
 
 from vidgen import models  # noqa: E402,F401  (registers the serializable classes)
+from vidgen.postprocess import residual_denoiser  # noqa: E402,F401
 from vidgen.training import losses  # noqa: E402,F401

@@ -5,6 +5,7 @@ Example:
     vidgen data prepare digits --out data/digits64
     vidgen data preview data/digits64 --out clips.gif
     vidgen config --preset quick --set data.frame_size=32
+    vidgen postprocess train-denoiser runs/quick --minutes 5
 """
 
 from __future__ import annotations
@@ -117,8 +118,12 @@ def _cmd_evaluate(args) -> int:
         raise VidgenError(f"--samples must be >= 0. Received: {args.samples}")
     report = evaluate(args.run_dir, data=args.data, split=args.split,
                       batch_size=args.batch_size, max_clips=args.max_clips,
-                      num_samples=args.samples)
+                      num_samples=args.samples, postprocess=args.postprocess)
     print(summary_table(report))
+    if "postprocess" in report:
+        from vidgen.postprocess.evaluation import table
+
+        print(table(report["postprocess"]))
     reduction = report["model_vs_best_baseline"]["mse_reduction"]
     relation = "below" if reduction >= 0 else "above"
     print(f"MSE {100 * abs(reduction):.1f}% {relation} the better baseline; "
@@ -132,9 +137,35 @@ def _cmd_generate(args) -> int:
 
     result = generate(args.run_dir, args.input, args.out, context=args.context,
                       horizon=args.horizon, start=args.start, fps=args.fps,
-                      samples=args.samples, seed=args.seed)
-    print(f"Generated {result['horizon']} frames after {result['context']}: "
-          + ", ".join(result["written"]))
+                      samples=args.samples, seed=args.seed, denoise=args.denoise,
+                      interpolate=args.interpolate, interpolate_method=args.interpolate_method)
+    steps = []
+    if result["denoise"] != "none":
+        steps.append(f"denoised ({result['denoise']})")
+    if result["interpolate"] > 1:
+        steps.append(f"interpolated x{result['interpolate']} ({result['interpolate_method']}, "
+                     f"{result['fps']:g} fps)")
+    print(f"Generated {result['horizon']} frames after {result['context']}"
+          + (f", {' and '.join(steps)}" if steps else "") + ": " + ", ".join(result["written"]))
+    return 0
+
+
+def _cmd_train_denoiser(args) -> int:
+    from vidgen.postprocess.training import train_denoiser
+
+    summary = train_denoiser(
+        args.run_dir, out=args.out, data=args.data, pairs=args.pairs, clips=args.clips,
+        steps=args.steps, minutes=args.minutes, batch_size=args.batch_size, patch=args.patch,
+        window=args.window, filters=args.filters, depth=args.depth,
+        learning_rate=args.learning_rate, loss=args.loss, seed=args.seed,
+        progress=not args.quiet)
+    out = args.out or os.path.join(args.run_dir, "denoiser.keras")
+    print(f"Trained the denoiser for {summary['steps']} steps in {summary['train_seconds']} s "
+          f"on {summary['train_clips']} clips ({summary['pairs']} pairs); wrote {out}")
+    if "validation" in summary:
+        v = summary["validation"]
+        print(f"Generated frames of {v['clips']} validation clips: PSNR {v['psnr_before']:.2f} "
+              f"-> {v['psnr_after']:.2f}, SSIM {v['ssim_before']:.3f} -> {v['ssim_after']:.3f}")
     return 0
 
 
@@ -193,6 +224,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", type=int, default=None,
                    help="futures sampled per clip for best-of-N metrics and diversity "
                         "(default: 10 for a stochastic model, 0 otherwise)")
+    p.add_argument("--postprocess", default=None, metavar="STEPS",
+                   help="also measure post-processing steps with and without: "
+                        "comma-separated KIND:METHOD, e.g. denoise:nlmeans,denoise:learned,"
+                        "interpolate:flow,interpolate:linear (interpolate:flow:4 for K=4), "
+                        "or 'all'")
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("generate", help="continue a clip of your own")
@@ -208,7 +244,42 @@ def build_parser() -> argparse.ArgumentParser:
                    help="futures to draw (a stochastic model's differ); N > 1 also writes "
                         "OUT_samples.EXT, a grid of the N futures")
     p.add_argument("--seed", type=int, default=0, help="seed of the sampled futures")
+    p.add_argument("--denoise", default="none", choices=("none", "nlmeans", "median", "learned"),
+                   help="denoise the generated frames (context frames are untouched); "
+                        "learned needs RUN/denoiser.keras (default: none)")
+    p.add_argument("--interpolate", type=int, default=1, metavar="K",
+                   help="insert K-1 frames between each pair of output frames, context "
+                        "included; the output has K times --fps (default 1: none)")
+    p.add_argument("--interpolate-method", default="flow", choices=("flow", "linear"),
+                   help="optical flow (default) or linear cross-fade")
     p.set_defaults(func=_cmd_generate)
+
+    post = sub.add_parser("postprocess", help="post-processing of generated video")
+    post_sub = post.add_subparsers(dest="postprocess_command", required=True)
+    p = post_sub.add_parser(
+        "train-denoiser", help="train the learned denoiser of a run on its own data")
+    p.add_argument("run_dir", help="a run directory made by `vidgen train`")
+    p.add_argument("--out", default=None, help="output .keras (default RUN/denoiser.keras)")
+    p.add_argument("--data", default=None, help="draw the training clips from another source")
+    p.add_argument("--pairs", default="both", choices=("prediction", "noise", "both"),
+                   help="(the run's predictions -> truth), (truth + noise -> truth) or both "
+                        "(default)")
+    p.add_argument("--loss", default="l2", choices=("l1", "l2"),
+                   help="l2 (default) raises PSNR and SSIM a little; l1 erases faint and "
+                        "uncertain pixels on black: much higher SSIM, lower PSNR")
+    p.add_argument("--clips", type=int, default=512, help="training clips (default 512)")
+    p.add_argument("--steps", type=int, default=4000, help="at most N steps (default 4000)")
+    p.add_argument("--minutes", type=float, default=4.0,
+                   help="at most this much training time (default 4; 0: no limit)")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--patch", type=int, default=32, help="side of the training patches")
+    p.add_argument("--window", type=int, default=3, help="frames seen per output frame (odd)")
+    p.add_argument("--filters", type=int, default=32)
+    p.add_argument("--depth", type=int, default=5)
+    p.add_argument("--learning-rate", type=float, default=1e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_train_denoiser)
 
     p = data_sub.add_parser("preview", help="write a GIF/MP4 (or PNG grid) of a few clips")
     p.add_argument("source", help="a source as for prepare, or a prepared dataset")

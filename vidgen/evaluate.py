@@ -97,7 +97,8 @@ def baseline(name: str, context: np.ndarray, horizon: int) -> np.ndarray:
 
 def evaluate(run_dir: str, data: Optional[str] = None, split: str = "test",
              batch_size: Optional[int] = None, max_clips: int = 0, samples: int = 4,
-             progress: bool = True, num_samples: Optional[int] = None) -> dict[str, Any]:
+             progress: bool = True, num_samples: Optional[int] = None,
+             postprocess: Optional[str] = None) -> dict[str, Any]:
     """Scores a run's model on held-out clips; writes metrics.json, plots and GIFs.
 
     Args:
@@ -109,6 +110,9 @@ def evaluate(run_dir: str, data: Optional[str] = None, split: str = "test",
         samples: clips drawn in the sample GIF and grid.
         num_samples: futures sampled per clip for best-of-N PSNR/SSIM and
             diversity (default: 10 for a stochastic model, 0 otherwise).
+        postprocess: post-processing steps to measure, e.g.
+            "denoise:nlmeans,interpolate:flow" or "all"
+            (`vidgen.postprocess.evaluation`); adds a "postprocess" section.
 
     Returns:
         The metrics dictionary written to RUN/metrics.json.
@@ -118,6 +122,14 @@ def evaluate(run_dir: str, data: Optional[str] = None, split: str = "test",
     from vidgen.data.pipeline import make_dataset
 
     cfg, model = load_run(run_dir)
+    post = None
+    if postprocess:
+        from vidgen.postprocess import evaluation as post_eval
+
+        # Parsed and loaded before the rollouts: a typo or a missing denoiser fails at once.
+        steps = post_eval.parse_steps(postprocess)
+        post = post_eval.PostprocessEvaluator(
+            steps, denoiser=post_eval.load_step_models(run_dir, steps))
     if data:
         cfg = apply_overrides(cfg, [f"data.source={data}"])
     horizon = cfg.data.horizon
@@ -148,6 +160,8 @@ def evaluate(run_dir: str, data: Optional[str] = None, split: str = "test",
         accumulators["model"].update(pred, target)
         for name in BASELINES:
             accumulators[name].update(baseline(name, context, horizon), target)
+        if post is not None:
+            post.update(context, target, pred)
         if sampled is not None:
             futures = np.asarray(sampled(context))
             stochastic.append((len(context), M.best_of_n(futures, target)))
@@ -186,6 +200,8 @@ def evaluate(run_dir: str, data: Optional[str] = None, split: str = "test",
         report["stochastic"] = {"samples": num_samples, **{
             key: sum(n * values[key] for n, values in stochastic) / total
             for key in stochastic[0][1]}}
+    if post is not None:
+        report["postprocess"] = post.result()
     training_path = os.path.join(run_dir, "training.json")
     if os.path.isfile(training_path):
         with open(training_path) as f:

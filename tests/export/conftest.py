@@ -1,30 +1,8 @@
 import os
 
-import numpy as np
 import pytest
 
 from tests.conftest import tiny_run_config
-
-
-@pytest.fixture(scope="package")
-def tiny_run(tmp_path_factory):
-    """A run directory with config.json and a small trained-shape (untrained) model.keras.
-
-    Its data is the synthetic digits source, generated on the fly (16x16, 3 -> 3 frames).
-    """
-    from vidgen.training.train import build_model
-
-    run = tmp_path_factory.mktemp("run")
-    cfg = tiny_run_config()
-    model = build_model(cfg)
-    # Move the weights away from their initial values so parity is tested on a
-    # model whose every weight matters.
-    rng = np.random.default_rng(0)
-    for w in model.weights:
-        w.assign(np.asarray(w) + rng.normal(0, 0.05, w.shape).astype("float32"))
-    cfg.to_json(os.path.join(run, "config.json"))
-    model.save(os.path.join(run, "model.keras"))
-    return str(run)
 
 
 @pytest.fixture(scope="package")
