@@ -38,10 +38,11 @@ BUDGET_MIN ?= 6
 TEST_CLIPS ?= 64
 MMNIST ?=
 RUNS ?=
+NOTE ?=
 bench: $(STAMP)
 	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/python -m bench.run --budget-min $(BUDGET_MIN) \
 		--test-clips $(TEST_CLIPS) $(if $(MMNIST),--mmnist $(MMNIST)) \
-		$(if $(RUNS),--runs $(RUNS)) \
+		$(if $(RUNS),--runs $(RUNS)) --note "$(NOTE)" \
 		--command 'make bench BUDGET_MIN=$(BUDGET_MIN)$(if $(MMNIST), MMNIST=$(MMNIST))$(if $(RUNS), RUNS="$(RUNS)")'
 
 # The same code with tiny budgets and shapes (a few minutes): CI runs it so the benchmark

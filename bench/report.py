@@ -341,6 +341,8 @@ def markdown(results: Mapping[str, Any], plots: Mapping[str, Any]) -> str:
              f"{v['ai-edge-litert']}. Every figure is in `results.json`.", "",
              "Absolute times depend on the machine and on what else runs on it; the ratios "
              "below are the headline.", ""]
+    if results.get("note"):
+        lines += [f"**Note**: {results['note']}", ""]
     if results["mode"] == "smoke":
         lines += ["**Smoke run**: tiny budgets and shapes; the figures check the code, they "
                   "say nothing about the models.", ""]
@@ -444,7 +446,8 @@ def readme_table(results: Mapping[str, Any], out_rel: str = "bench") -> str:
         f"model, {q['clips']} held-out test clips ({q['context']} -> {q['horizon']}, "
         f"{q['frame_size']}x{q['frame_size']}, synthetic digits), "
         f"{results['total_seconds'] / 60:.0f} min in all. Full report: "
-        f"[`{out_rel}/REPORT.md`]({out_rel}/REPORT.md); every figure: `{out_rel}/results.json`.",
+        f"[`{out_rel}/REPORT.md`]({out_rel}/REPORT.md); every figure: `{out_rel}/results.json`."
+        + (f" **{results['note']}**" if results.get("note") else ""),
         "",
         table(["", "MSE / frame", "PSNR", "SSIM", "sharpness", "train seq/s", "GFLOPs / seq",
                "ms / step (Keras)"], body),

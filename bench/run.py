@@ -586,7 +586,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "command": args.command or ("python -m bench.run " + " ".join(sys.argv[1:])).strip(),
         "machine": machine_info(), "versions": versions(), "git": git_commit(),
         "settings": dataclasses.asdict(settings), "datasets": {}, "speed": {},
-        "work_dir": work,
+        "work_dir": work, "note": args.note,
     }
     with phases("matmul rate (start)"):
         results["matmul"] = {"start": S.matmul_rate(settings.matmul_size,
@@ -718,6 +718,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--no-readme", action="store_true")
     parser.add_argument("--smoke", action="store_true",
                         help="tiny budgets and shapes: checks the code in a few minutes")
+    parser.add_argument("--note", default="",
+                        help="a sentence for the report and README, e.g. what else ran")
     parser.add_argument("--command", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.out is None:
