@@ -214,12 +214,20 @@ def base_config(source: str, settings: Settings):
                                                  *settings.data_overrides])
 
 
-def prepare_shards(source: str, shards: str, settings: Settings) -> dict[str, Any]:
+# Moving MNIST's standard protocol has two digits per clip (used when clips are generated
+# from an MNIST file; the fixed mnist_test_seq.npy already has them).
+DATASET_OVERRIDES = {"moving_mnist": ("data.min_digits=2", "data.max_digits=2")}
+
+
+def prepare_shards(source: str, shards: str, settings: Settings,
+                   dataset: str = "digits") -> dict[str, Any]:
     """`vidgen data prepare SOURCE --preset quick` (reused when already there)."""
+    from vidgen.config import apply_overrides
     from vidgen.data.prepared import prepare
 
     start = time.perf_counter()
-    manifest = prepare(base_config(source, settings).data, shards, progress=sys.stdout.isatty())
+    cfg = apply_overrides(base_config(source, settings), list(DATASET_OVERRIDES.get(dataset, ())))
+    manifest = prepare(cfg.data, shards, progress=sys.stdout.isatty())
     return {"source": source, "shards": shards,
             "clips": {k: v["clips"] for k, v in manifest["splits"].items()},
             "seconds": round(time.perf_counter() - start, 1)}
@@ -599,7 +607,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                   os.path.join(ROOT, "data", "digits-quick" if name == "digits"
                                else f"{name}-quick"))
         with phases(f"{name}: prepare shards ({shards})"):
-            results["datasets"][name] = {"data": prepare_shards(source, shards, settings)}
+            results["datasets"][name] = {"data": prepare_shards(source, shards, settings,
+                                                                name)}
         runs, trainings = {}, {}
         for kind in MODELS:
             if name == "digits" and kind in reused:

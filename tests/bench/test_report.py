@@ -190,3 +190,22 @@ def test_child_peak_memory_is_its_own(tmp_path):
     assert small["peak_rss_mb"] < 100
     failed = S.run_child(["-m", "json.tool", "/nonexistent"], quiet=True)
     assert failed["returncode"] != 0
+
+
+def test_moving_mnist_file_is_prepared_at_the_benchmarks_shapes(tmp_path):
+    # The standard layout: uint8 (20 frames, N sequences, 64, 64), split by sequence.
+    rng = np.random.default_rng(0)
+    path = str(tmp_path / "mnist_test_seq.npy")
+    np.save(path, (rng.random((20, 30, 64, 64)) > 0.9).astype(np.uint8) * 255)
+    data = B.prepare_shards(path, str(tmp_path / "shards"), B.smoke_settings(), "moving_mnist")
+    assert sum(data["clips"].values()) >= 30 and data["clips"]["test"] > 0
+    manifest = json.loads((tmp_path / "shards" / "manifest.json").read_text())
+    assert manifest["frame_size"] == 32 and manifest["clip_length"] >= 8
+
+
+def test_bad_command_lines_fail_in_one_sentence(tmp_path, capsys):
+    assert B.main(["--smoke", "--out", str(tmp_path), "--mmnist", str(tmp_path / "no.npy")]) == 2
+    assert "--mmnist" in capsys.readouterr().err
+    assert B.main(["--smoke", "--out", str(tmp_path), "--runs", "best=runs/x"]) == 2
+    with pytest.raises(SystemExit):
+        B.main(["--smoke", "--out", os.path.join(B.ROOT, "bench")])
