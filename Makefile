@@ -31,10 +31,10 @@ lint: $(STAMP)
 # The benchmark (bench/run.py): quick, quick_gan and the keras-io tutorial ConvLSTM, each
 # trained for BUDGET_MIN minutes, scored on the same test clips, their cost measured;
 # writes bench/results.json, bench/REPORT.md, bench/plots/ and the README's table.
-# About 27 minutes on 2 cores with the default budget (3 x 6 min of training).
+# About 26 minutes on 2 cores with the default budget (3 x 7 min of training).
 # MMNIST=path/to/mnist_test_seq.npy adds Moving MNIST (3 more trainings);
 # RUNS="quick=DIR gan=DIR tutorial=DIR" reports on finished runs instead of training.
-BUDGET_MIN ?= 6
+BUDGET_MIN ?= 7
 TEST_CLIPS ?= 64
 MMNIST ?=
 RUNS ?=

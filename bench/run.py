@@ -20,7 +20,7 @@ One run on this machine, side by side:
    commit), bench/REPORT.md with tables and bench/plots/*.png, and the
    README's results table between its bench markers.
 
-    python -m bench.run [--budget-min 6] [--test-clips 64] [--mmnist mnist_test_seq.npy]
+    python -m bench.run [--budget-min 7] [--test-clips 64] [--mmnist mnist_test_seq.npy]
     python -m bench.run --runs quick=runs/quick-... gan=runs/quick_gan-...  # reuse finished runs
     python -m bench.run --smoke --out runs/bench-smoke    # tiny budgets and shapes (CI)
 """
@@ -87,14 +87,14 @@ class Settings:
         """What the run should take on the 2-core development machine, uncontended."""
         if self.mode == "smoke":
             return 3.5
-        # Measured on the development machine: about 0.6 min per training besides its
-        # budget (process start, the last validation, saving), 2.5 min to score 64 clips
-        # (mostly the tutorial model and the GAN's 10 futures per clip), 3.5 min for the
-        # speed and memory measurements.
-        per_model = self.budget_min + 0.6
-        evaluation = 0.5 + self.test_clips / 64 * 2.5
-        return (0.5 + models_to_train * per_model + evaluation
-                + extra_datasets * (len(MODELS) * per_model + evaluation) + 3.5)
+        # Measured on the development machine (lightly shared): about 10 s per training
+        # besides its budget (process start, the last validation, saving), 2 min to score
+        # 64 clips (mostly the tutorial model and the GAN's 10 futures per clip), 2.5 min
+        # for the speed and memory measurements.
+        per_model = self.budget_min + 0.2
+        evaluation = 0.2 + self.test_clips / 64 * 1.8
+        return (0.3 + models_to_train * per_model + evaluation
+                + extra_datasets * (len(MODELS) * per_model + evaluation) + 2.5)
 
 
 def full_settings(budget_min: float, test_clips: int) -> Settings:
@@ -705,8 +705,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--budget-min", type=float, default=6.0,
-                        help="wall-clock training budget per model, minutes (default 6)")
+    parser.add_argument("--budget-min", type=float, default=7.0,
+                        help="wall-clock training budget per model, minutes (default 7)")
     parser.add_argument("--test-clips", type=int, default=64,
                         help="held-out test clips every model is scored on (default 64)")
     parser.add_argument("--runs", nargs="*", default=[], metavar="NAME=RUN_DIR",
