@@ -32,7 +32,7 @@ HEADLINE_TEXT = {
     "tutorial_mse_vs_best_baseline": "MSE, tutorial / better trivial baseline",
     "gan_mse_vs_quick": "MSE, `quick_gan` / `quick`",
     "gan_sharpness_vs_quick": "sharpness, `quick_gan` / `quick`",
-    "tutorial_flops_vs_quick": "FLOPs per sequence, tutorial / `quick`",
+    "tutorial_flops_vs_quick": "training FLOPs per sequence, tutorial / `quick`",
     "quick_training_throughput_vs_tutorial": "training sequences/s, `quick` / tutorial",
     "quick_training_fraction_of_matmul_rate": "`quick` training GFLOP/s / matmul GFLOP/s",
     "tflite_int8_vs_float32_speed_1_thread": "TFLite step speed, int8 / float32 (1 thread)",
@@ -183,7 +183,7 @@ def quality_markdown(name: str, q: Mapping[str, Any], plots: Mapping[str, str]) 
                      fmt(r["ssim_uniform7"]["mean"], 3), fmt(r["sharpness"]["mean"], 3),
                      params, gflops, trained])
     lines.append(table(["", "MSE / frame", "MAE / frame", "PSNR", "SSIM", "SSIM (7x7)",
-                        "sharpness", "parameters", "GFLOPs / seq", "trained"], body,
+                        "sharpness", "parameters", "GFLOPs / rollout", "trained"], body,
                        "lrrrrrrrrl"))
     lines += ["", "Per predicted step (t+1 ... t+{}):".format(q["horizon"]), ""]
     steps = range(1, q["horizon"] + 1)
@@ -243,10 +243,13 @@ def speed_markdown(results: Mapping[str, Any], plots: Mapping[str, str]) -> list
     if tr:
         lines += ["### Training throughput", "",
                   "Inside training steps (the first batch of every epoch, which traces, is "
-                  "left out). FLOPs are profiled with TF's profiler on the frozen graph of one "
-                  f"sequence ({context + horizon} frames: {context + horizon - 1} recurrent "
-                  "steps, batch 1, forward); a training step "
-                  "is counted as 3x forward (forward + backward), so achieved GFLOP/s = 3 x "
+                  "left out). FLOPs are profiled with TF's profiler on frozen graphs, batch 1: "
+                  "one streaming step, times the "
+                  f"{context + horizon - 1} steps of a {context + horizon}-frame training "
+                  "sequence, every one of which is decoded and scored in training (a "
+                  f"{request} rollout costs less, the quality table's GFLOPs/seq: TensorFlow "
+                  "prunes the unused decoder outputs on context frames). A training step is "
+                  "counted as 3x forward (forward + backward), so achieved GFLOP/s = 3 x "
                   "forward FLOPs x sequences/s. The GAN's figure counts the generator only (the "
                   "critics' work is left out), so it is a lower bound.", ""]
         body = [[LABELS[k], fmt(t["sequences_per_second"], 2),
@@ -270,7 +273,7 @@ def speed_markdown(results: Mapping[str, Any], plots: Mapping[str, str]) -> list
         for k, v in inf.get("keras", {}).items():
             body.append([f"{LABELS[k]}, Keras", fmt(v["step_ms"], 2),
                          fmt(v["rollout_ms_per_predicted_frame"], 2),
-                         fmt(inf.get("step_gflops", {}).get(k), 3)])
+                         fmt(sp.get("step_gflops", {}).get(k), 3)])
             if "rerun_rollout_ms_per_predicted_frame" in v:
                 body.append([f"{LABELS[k]}, Keras, re-run per frame (the tutorial's loop)", "-",
                              fmt(v["rerun_rollout_ms_per_predicted_frame"], 1), "-"])
@@ -450,7 +453,7 @@ def readme_table(results: Mapping[str, Any], out_rel: str = "bench") -> str:
         f"[`{out_rel}/REPORT.md`]({out_rel}/REPORT.md); every figure: `{out_rel}/results.json`."
         + (f" **{results['note']}**" if results.get("note") else ""),
         "",
-        table(["", "MSE / frame", "PSNR", "SSIM", "sharpness", "train seq/s", "GFLOPs / seq",
+        table(["", "MSE / frame", "PSNR", "SSIM", "sharpness", "train seq/s", "GFLOPs / rollout",
                "ms / step (Keras)"], body),
         "",
         table(["ratio", "value"], [[headline_label(k), fmt_ratio(h[k])] for k in picks]),

@@ -47,9 +47,6 @@ from bench import speed as S
 
 ROOT = S.ROOT
 MODELS = ("quick", "gan", "tutorial")
-LABELS = {"quick": "vidgen quick", "gan": "vidgen quick_gan (GAN)",
-          "tutorial": "keras-io tutorial ConvLSTM (causal)",
-          "copy_last": "copy last frame", "black": "all-black frame"}
 PRESETS = {"quick": "quick", "gan": "quick_gan"}
 
 
@@ -360,22 +357,34 @@ def sample_strip(models: dict[str, Any], shards: str, settings: Settings, path: 
     return viz.write_png(path, viz.filmstrip(rows))
 
 
-def training_speed(q: dict[str, Any], matmul: float) -> dict[str, Any]:
-    """seq/s, FLOPs, achieved GFLOP/s (3 x forward FLOPs per sequence x seq/s)."""
+def training_speed(q: dict[str, Any], step_gflops: dict[str, float],
+                   matmul: float) -> dict[str, Any]:
+    """seq/s, FLOPs and achieved GFLOP/s of training.
+
+    A training sequence runs every one of its context + horizon - 1 steps in full (each
+    step's prediction is scored: the next-frame loss on the context, teacher forcing for
+    the tutorial), so its forward FLOPs are that many times one step's. (A 10 -> 10
+    rollout, `flops_per_sequence`, costs less: the decoder's output on context frames
+    is unused there and TensorFlow prunes it.) Training = 3 x forward (forward +
+    backward); achieved GFLOP/s = that x sequences/s.
+    """
+    steps = q["context"] + q["horizon"] - 1
     out = {}
     for kind in MODELS:
         row = q["rows"].get(kind)
-        if not row or not row.get("training"):
+        if not row or not row.get("training") or kind not in step_gflops:
             continue
         t = row["training"]
         seq_s = t.get("sequences_per_second") or 0.0
-        train_flops = 3 * row["flops_per_sequence"]
-        achieved = train_flops * seq_s / 1e9
+        forward = steps * step_gflops[kind]
+        achieved = 3 * forward * seq_s
         out[kind] = {"sequences_per_second": seq_s, "train_seconds": t.get("train_seconds"),
                      "steps": t.get("steps"), "epochs_run": t.get("epochs_run"),
                      "stopped_by_time_budget": t.get("stopped_by_time_budget"),
-                     "forward_gflops_per_sequence": round(row["flops_per_sequence"] / 1e9, 3),
-                     "train_gflops_per_sequence": round(train_flops / 1e9, 3),
+                     "step_gflops": step_gflops[kind],
+                     "forward_gflops_per_sequence": round(forward, 3),
+                     "train_gflops_per_sequence": round(3 * forward, 3),
+                     "rollout_gflops_per_sequence": round(row["flops_per_sequence"] / 1e9, 3),
                      "achieved_gflops_per_s": round(achieved, 2),
                      "fraction_of_matmul_rate": round(achieved / matmul, 4) if matmul else None}
     return out
@@ -391,11 +400,10 @@ def inference_speed(models: dict[str, Any], runs: dict[str, str], shards: str,
 
     cfg = base_config(shards, settings)
     context, horizon = cfg.data.context, cfg.data.horizon
-    out: dict[str, Any] = {"keras": {}, "step_gflops": {}}
+    out: dict[str, Any] = {"keras": {}}
     for kind, model in models.items():
         out["keras"][kind] = S.keras_latency(model, context, horizon, settings.latency_repeats,
                                              settings.latency_seconds)
-        out["step_gflops"][kind] = round(S.step_flops(model) / 1e9, 4)
         print(f"  Keras {kind}: {out['keras'][kind]}", flush=True)
     if "tutorial" in models:
         model = models["tutorial"]
@@ -654,8 +662,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                                  "was reused)"}
     digits = results["datasets"]["digits"]
     with phases("training throughput and FLOPs"):
+        step_gflops = {kind: round(S.step_flops(model) / 1e9, 4)
+                       for kind, model in digits_models.items()}
+        results["speed"]["step_gflops"] = step_gflops
         results["speed"]["training"] = training_speed(
-            digits, results["matmul"]["start"]["gflops_per_s"])
+            digits, step_gflops, results["matmul"]["start"]["gflops_per_s"])
         for kind, t in results["speed"]["training"].items():
             print(f"  {kind}: {t['sequences_per_second']} seq/s, "
                   f"{t['forward_gflops_per_sequence']} GFLOPs/seq forward, "

@@ -49,12 +49,13 @@ def fake_results():
         "phases": [{"phase": "train quick", "seconds": 360.0}], "total_seconds": 1500.0,
     }
     results["speed"] = {
-        "training": B.training_speed(quality, 100.0),
+        "step_gflops": {"quick": 0.1, "gan": 0.1, "tutorial": 6.0},
+        "training": B.training_speed(quality, {"quick": 0.1, "gan": 0.1, "tutorial": 6.0},
+                                     100.0),
         "inference": {
             "keras": {k: {"step_ms": 2.0 * (1 + 40 * (k == "tutorial")),
                           "rollout_ms_per_predicted_frame": 3.0, "rollout_ms": 30.0}
                       for k in reports},
-            "step_gflops": {"quick": 0.07, "gan": 0.07, "tutorial": 6.0},
             "tflite": {"quick": {"clips": 2, "variants": {
                 "float32": {"size_bytes": 600_000, "step_ms": {"1": 1.0, "2": 0.8},
                             "max_abs_diff": 1e-7, "psnr": 30.0, "ssim": 0.5, "ssim_drop": 0.0},
@@ -82,7 +83,7 @@ def test_quality_ratios_and_headline():
     assert h["quick_mse_vs_best_baseline"] == pytest.approx(0.6)
     assert h["quick_mse_vs_tutorial"] == pytest.approx(0.4)
     assert h["gan_mse_vs_quick"] == pytest.approx(1.1)
-    assert h["tutorial_flops_vs_quick"] == pytest.approx(66.7)
+    assert h["tutorial_flops_vs_quick"] == pytest.approx(60.0)
     assert h["tutorial_rerun_vs_quick_streaming_at_T20"] == 800.0
     assert h["quick_rerun_vs_quick_streaming_at_T20"] == 20.0
     assert h["quick_rerun_cost_T20_vs_T10"] == 2.0
@@ -93,9 +94,11 @@ def test_quality_ratios_and_headline():
 
 def test_training_speed_counts_forward_and_backward():
     t = fake_results()["speed"]["training"]["quick"]
-    # 1.5 GFLOPs forward x 3 (forward + backward) x 10 sequences/s.
-    assert t["train_gflops_per_sequence"] == 4.5
-    assert t["achieved_gflops_per_s"] == 45.0 and t["fraction_of_matmul_rate"] == 0.45
+    # 5 steps (3 context + 3 predicted - 1) of 0.1 GFLOPs forward, x 3 (forward +
+    # backward) x 10 sequences/s; the 10 -> 10 rollout's own count is kept beside it.
+    assert t["forward_gflops_per_sequence"] == 0.5 and t["train_gflops_per_sequence"] == 1.5
+    assert t["achieved_gflops_per_s"] == 15.0 and t["fraction_of_matmul_rate"] == 0.15
+    assert t["rollout_gflops_per_sequence"] == 1.5
 
 
 def test_models_scored_on_other_clips_are_refused():
