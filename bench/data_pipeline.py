@@ -35,6 +35,24 @@ def clips_per_second(ds, batch: int, seconds: float) -> float:
     return n / (time.perf_counter() - start)
 
 
+def pipeline_throughput(base, prepared_dir: str, batch: int, seconds: float) -> dict:
+    """Training clips/s from prepared shards and straight from the generator of `base`.
+
+    Args:
+        base: a Config whose data.source is the generator (e.g. "digits").
+        prepared_dir: the same data prepared with `vidgen data prepare`.
+        batch: batch size.
+        seconds: timing per measurement.
+    """
+    prepared_cfg = apply_overrides(base, [f"data.source={prepared_dir}"])
+    return {
+        "prepared_clips_per_s": clips_per_second(
+            make_dataset(prepared_cfg, "train", batch_size=batch), batch, seconds),
+        "generator_clips_per_s": clips_per_second(
+            make_dataset(base, "train", batch_size=batch), batch, seconds),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clips", type=int, default=4096, help="training clips to prepare")
@@ -48,16 +66,9 @@ def main() -> None:
         start = time.perf_counter()
         prepare(base.data, tmp, progress=True)
         prepare_s = time.perf_counter() - start
-        prepared_cfg = apply_overrides(base, [f"data.source={tmp}"])
-        results = {
-            "prepared_clips_per_s": clips_per_second(
-                make_dataset(prepared_cfg, "train", batch_size=args.batch), args.batch,
-                args.seconds),
-            "generator_clips_per_s": clips_per_second(
-                make_dataset(base, "train", batch_size=args.batch), args.batch, args.seconds),
-            "prepare_clips_per_s": (args.clips + base.data.val_clips + base.data.test_clips)
-            / prepare_s,
-        }
+        results = pipeline_throughput(base, tmp, args.batch, args.seconds)
+        results["prepare_clips_per_s"] = (
+            args.clips + base.data.val_clips + base.data.test_clips) / prepare_s
     report = {"benchmark": "data_pipeline", "frame_size": 64, "clip_frames": 20,
               "batch": args.batch, **{k: round(v, 1) for k, v in results.items()},
               "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),

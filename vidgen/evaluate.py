@@ -59,16 +59,35 @@ def load_run(run_dir: str, model_file: str = "model.keras"):
     return cfg, model.generator if isinstance(model, VideoGAN) else model
 
 
-def count_flops(model, context: int, horizon: int) -> int:
-    """Floating-point operations of one sequence: context + horizon recurrent steps, batch 1."""
+def graph_flops(fn, input_specs) -> int:
+    """Floating-point operations of one call of `fn`, counted by TF's profiler on its frozen graph.
+
+    Args:
+        fn: a Python function of tensors (traced with `tf.function`).
+        input_specs: a `tf.TensorSpec` per positional argument, with static shapes.
+
+    Returns:
+        The total float operations (a multiply-add counts as two).
+    """
     import tensorflow as tf
     from tensorflow.python.framework.convert_to_constants import (
         convert_variables_to_constants_v2,
     )
 
+    concrete = tf.function(fn).get_concrete_function(*input_specs)
+    graph = convert_variables_to_constants_v2(concrete).graph
+    opts = (tf.compat.v1.profiler.ProfileOptionBuilder(
+        tf.compat.v1.profiler.ProfileOptionBuilder.float_operation())
+        .with_empty_output().build())
+    return int(tf.compat.v1.profiler.profile(graph=graph, options=opts).total_float_ops)
+
+
+def count_flops(model, context: int, horizon: int) -> int:
+    """Floating-point operations of one sequence: context + horizon recurrent steps, batch 1."""
+    import tensorflow as tf
+
     s, c = model.frame_size, model.channels
 
-    @tf.function
     def sequence(ctx):
         # A static Python loop (not the while loop of `observe`) so that the profiler
         # counts every step, not the loop body once. Explicit noise: a seed
@@ -78,12 +97,7 @@ def count_flops(model, context: int, horizon: int) -> int:
             noise = tf.zeros((1, context + horizon - 1) + model.noise_shape)
         return model.unrolled_rollout(ctx, horizon, noise)
 
-    concrete = sequence.get_concrete_function(tf.TensorSpec([1, context, s, s, c], tf.float32))
-    graph = convert_variables_to_constants_v2(concrete).graph
-    opts = (tf.compat.v1.profiler.ProfileOptionBuilder(
-        tf.compat.v1.profiler.ProfileOptionBuilder.float_operation())
-        .with_empty_output().build())
-    return int(tf.compat.v1.profiler.profile(graph=graph, options=opts).total_float_ops)
+    return graph_flops(sequence, [tf.TensorSpec([1, context, s, s, c], tf.float32)])
 
 
 def baseline(name: str, context: np.ndarray, horizon: int) -> np.ndarray:
@@ -98,7 +112,8 @@ def baseline(name: str, context: np.ndarray, horizon: int) -> np.ndarray:
 def evaluate(run_dir: str, data: Optional[str] = None, split: str = "test",
              batch_size: Optional[int] = None, max_clips: int = 0, samples: int = 4,
              progress: bool = True, num_samples: Optional[int] = None,
-             postprocess: Optional[str] = None) -> dict[str, Any]:
+             postprocess: Optional[str] = None,
+             out_dir: Optional[str] = None) -> dict[str, Any]:
     """Scores a run's model on held-out clips; writes metrics.json, plots and GIFs.
 
     Args:
@@ -113,9 +128,11 @@ def evaluate(run_dir: str, data: Optional[str] = None, split: str = "test",
         postprocess: post-processing steps to measure, e.g.
             "denoise:nlmeans,interpolate:flow" or "all"
             (`vidgen.postprocess.evaluation`); adds a "postprocess" section.
+        out_dir: where metrics.json, plots/ and samples/ go (default: the run
+            directory; another folder leaves a finished run as it was).
 
     Returns:
-        The metrics dictionary written to RUN/metrics.json.
+        The metrics dictionary written to OUT/metrics.json.
     """
     import tensorflow as tf
 
@@ -206,23 +223,23 @@ def evaluate(run_dir: str, data: Optional[str] = None, split: str = "test",
     if os.path.isfile(training_path):
         with open(training_path) as f:
             report["training"] = json.load(f)
-    _write_outputs(run_dir, report, sample)
+    _write_outputs(out_dir or run_dir, report, sample)
     return report
 
 
-def _write_outputs(run_dir: str, report: dict, sample) -> None:
+def _write_outputs(out_dir: str, report: dict, sample) -> None:
     from vidgen.training.callbacks import sample_video
 
-    path = os.path.join(run_dir, "metrics.json")
-    write_json_atomic(path, report)
-    plots = os.path.join(run_dir, "plots")
+    os.makedirs(out_dir, exist_ok=True)
+    write_json_atomic(os.path.join(out_dir, "metrics.json"), report)
+    plots = os.path.join(out_dir, "plots")
     labels = {"psnr": "PSNR (dB)", "ssim": "SSIM", "mse": "MSE per frame"}
     for metric, label in labels.items():
         curves = {name: r[metric]["per_step"] for name, r in report["results"].items()}
         viz.plot_curves(os.path.join(plots, f"{metric}_per_step.png"), curves,
                         title=f"{label} per predicted frame ({report['split']})", ylabel=label)
     context, target, pred = sample
-    samples = os.path.join(run_dir, "samples")
+    samples = os.path.join(out_dir, "samples")
     viz.write_gif(os.path.join(samples, f"{report['split']}.gif"),
                   sample_video(context, target, pred))
     rows = []
