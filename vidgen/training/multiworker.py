@@ -96,9 +96,11 @@ def _validation(model):
     return tf.function(fn)
 
 
-def validate(model, dataset) -> dict[str, float]:
-    """Validation loss and per-frame MSE over `dataset`, computed locally (chief only)."""
-    step = _validation(model)
+def validate(step, dataset) -> dict[str, float]:
+    """Validation loss and per-frame MSE over `dataset` with `step` from `_validation`.
+
+    Computed locally, on the chief only.
+    """
     totals, count = np.zeros(2), 0
     for context, target in dataset:
         loss, frame_mse = step(context, target)
@@ -200,6 +202,7 @@ def fit_multiworker(model, cfg: Config, strategy, own_dir: str, chief: bool, val
         callbacks if chief else [c for c in callbacks if isinstance(c, Throughput)],
         add_history=True, add_progbar=chief and verbose != 0,
         model=model, verbose=verbose, epochs=t.epochs, steps=t.steps_per_epoch)
+    validation_step = _validation(model)  # traced once, not every epoch
     budget = t.time_budget_minutes * 60.0
     began = time.perf_counter()
     first_epoch = start_step // t.steps_per_epoch
@@ -222,7 +225,7 @@ def fit_multiworker(model, cfg: Config, strategy, own_dir: str, chief: bool, val
                       "worker stops after this step.", flush=True)
                 break
         if chief:
-            logs = {**logs, **validate(model, val_ds)}
+            logs = {**logs, **validate(validation_step, val_ds)}
         # Every worker saves (each to its own directory) at the same step.
         manager.save(checkpoint_number=step)
         callback_list.on_epoch_end(epoch, logs)
