@@ -38,3 +38,24 @@ def test_user_errors_are_one_line(argv, message, capsys, tmp_path, monkeypatch):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_training_on_a_builtin_source_suggests_prepared_shards(tmp_path):
+    """The suggested command prepares exactly the data the training run would stream."""
+    import shlex
+
+    from vidgen.cli import build_parser, resolve_config, streaming_hint
+
+    argv = ["train", "--preset", "shapes", "--set", "data.frame_size=32",
+            "--set", "data.train_clips=6"]
+    args = build_parser().parse_args(argv)
+    hint = streaming_hint(resolve_config(args, args.data), args)
+    command = hint.split("`")[1]
+    assert command.startswith("vidgen data prepare shapes --out data/shapes-shapes")
+    prepare_args = build_parser().parse_args(shlex.split(command)[1:])
+    assert (resolve_config(prepare_args, prepare_args.source).data
+            == resolve_config(args, args.data).data)
+    assert "--data data/shapes-shapes" in hint
+    # A prepared dataset or a file on disk gets no note.
+    args = build_parser().parse_args(["train", "--data", str(tmp_path / "clips.npy")])
+    assert streaming_hint(resolve_config(args, args.data), args) is None

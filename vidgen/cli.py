@@ -14,6 +14,7 @@ import argparse
 import json
 import logging
 import os
+import shlex
 import sys
 import time
 
@@ -84,6 +85,25 @@ def _cmd_preview(args) -> int:
     return 0
 
 
+def streaming_hint(cfg: Config | None, args: argparse.Namespace) -> str | None:
+    """A note when a built-in synthetic source would be rendered while training.
+
+    Rendering clips in Python competes with training for the CPU: measured on
+    2 cores, the quick preset trains at 5.3 sequences/s that way and at 10.1
+    from shards prepared once.
+    """
+    from vidgen.data.sources import BUILTIN_SOURCES
+
+    if cfg is None or cfg.data.source not in BUILTIN_SOURCES:
+        return None
+    source = cfg.data.source
+    sets = "".join(f" --set {shlex.quote(o)}" for o in args.overrides)
+    out = f"data/{source}-{args.preset}"
+    return (f"Note: the {source!r} clips will be rendered while training. Preparing them "
+            f"once trains about twice as fast on a small CPU: `vidgen data prepare {source} "
+            f"--out {out} --preset {args.preset}{sets}`, then add `--data {out}`.")
+
+
 def _cmd_train(args) -> int:
     from vidgen.training.train import train
 
@@ -94,6 +114,9 @@ def _cmd_train(args) -> int:
         raise VidgenError("--resume needs --run-dir: the run directory to continue.")
     stamp = time.strftime("%Y%m%d-%H%M%S")
     run_dir = args.run_dir or os.path.join("runs", f"{args.preset}-{stamp}")
+    hint = streaming_hint(cfg, args)
+    if hint:
+        print(hint)
     summary = train(cfg, run_dir, resume=args.resume, evaluate_after=not args.no_evaluate,
                     strategy=args.strategy)
     if summary["interrupted"]:
