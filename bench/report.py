@@ -20,8 +20,11 @@ from typing import Any, Optional
 from vidgen import fileio
 
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
-MODEL_ORDER = ("quick", "gan", "tutorial", "copy_last", "black")
+MODEL_ORDER = ("quick", "quick_unfloored", "gan", "gan_unfloored", "tutorial", "copy_last",
+               "black")
 LABELS = {"quick": "vidgen `quick`", "gan": "vidgen `quick_gan` (GAN)",
+          "quick_unfloored": "vidgen `quick`, output floor off",
+          "gan_unfloored": "vidgen `quick_gan`, output floor off",
           "tutorial": "keras-io tutorial ConvLSTM (causal)", "copy_last": "copy last frame",
           "black": "all-black frame"}
 HEADLINE_TEXT = {

@@ -310,6 +310,11 @@ def quality_section(reports: dict[str, dict], trainings: dict[str, dict]) -> dic
         rows[kind]["stochastic"] = report.get("stochastic")
         rows[kind]["run"] = trainings[kind]["run"]
         rows[kind]["trained_in_this_run"] = trainings[kind]["trained_in_this_run"]
+        if "model_unfloored" in report["results"]:
+            # The same rollouts before the calibrated output floor (vidgen.calibration).
+            raw = report["results"]["model_unfloored"]
+            rows[f"{kind}_unfloored"] = {m: raw[m] for m in metrics}
+            rows[kind]["output_floor"] = report["output_floor"]
     for name in ("copy_last", "black"):
         rows[name] = {m: first["results"][name][m] for m in metrics}
     out = {"clips": first["clips"], "context": first["context"], "horizon": first["horizon"],

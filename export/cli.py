@@ -61,7 +61,7 @@ def _cmd_run_tflite(args) -> int:
     from export.runner import run_tflite
 
     result = run_tflite(args.model, args.input, args.out, args.context, args.horizon,
-                        args.start, args.fps)
+                        args.start, args.fps, args.floor)
     print(json.dumps(result, indent=2))
     return 0
 
@@ -118,6 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--horizon", type=int, default=20, help="frames predicted")
     p.add_argument("--start", type=int, default=0, help="first input frame used")
     p.add_argument("--fps", type=float, default=4.0)
+    p.add_argument("--floor", type=float, default=0.0,
+                   help="set predicted values below this to 0, as the Keras model's "
+                        "output_floor does (the run's training.json records it)")
     p.set_defaults(func=_cmd_run_tflite)
     return parser
 

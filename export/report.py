@@ -85,8 +85,10 @@ def variant_report(model, step_path: str, clips: np.ndarray, context: int,
     if reference is None:
         reference = keras_rollouts(model, clips, context, noise)
     runner = StepRunner(step_path, num_threads=1)
+    # The step model streams unfloored frames; floored as the Keras rollout floors them.
     predicted = np.stack([
-        runner.rollout(clip[:context], truth.shape[1], None if noise is None else noise[i])
+        runner.rollout(clip[:context], truth.shape[1], None if noise is None else noise[i],
+                       floor=model.output_floor)
         for i, clip in enumerate(clips)])
     ours, keras_metrics = M.MetricAccumulator(), M.MetricAccumulator()
     ours.update(predicted, truth)

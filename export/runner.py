@@ -146,12 +146,15 @@ class StepRunner:
         outputs = {n: _dequantize(v, self.output_details[n]) for n, v in outputs.items()}
         return outputs[C.NEXT_FRAME][0], {n: outputs[n] for n in self.state_names}
 
-    def rollout(self, context: np.ndarray, horizon: int, noise=None) -> np.ndarray:
+    def rollout(self, context: np.ndarray, horizon: int, noise=None,
+                floor: float = 0.0) -> np.ndarray:
         """Observes `context` (T, H, W, C) frame by frame, then predicts `horizon` frames.
 
         Args:
             noise: for a stochastic model, (T + horizon - 1, *noise_shape)
                 draws, one per step; random when None.
+            floor: values below it in the returned frames become 0 (the Keras
+                model's `output_floor`; the fed-back frames keep them).
         """
         if len(context) < 1 or horizon < 1:
             raise VidgenError(f"rollout needs at least one context frame and horizon >= 1. "
@@ -165,11 +168,12 @@ class StepRunner:
             prediction, states = self.step(prediction, states,
                                            None if draws is None else next(draws))
             out.append(prediction)
-        return np.stack(out)
+        out = np.stack(out)
+        return np.where(out < floor, 0.0, out).astype(out.dtype) if floor else out
 
 
 def run_tflite(model_path: str, input_path: str, out: str, context: int = 10,
-               horizon: int = 20, start: int = 0, fps: float = 4.0) -> dict:
+               horizon: int = 20, start: int = 0, fps: float = 4.0, floor: float = 0.0) -> dict:
     """`vidgen-export run-tflite`: continues a clip with a TFLite step model, streaming.
 
     Returns:
@@ -183,6 +187,8 @@ def run_tflite(model_path: str, input_path: str, out: str, context: int = 10,
         raise VidgenError(f"--horizon must be positive. Received: {horizon}")
     frames, total = load_input_clip(input_path, runner.frame_size, runner.channels,
                                     context, start)
-    prediction = runner.rollout(frames[:context], horizon)
+    if not 0.0 <= floor < 1.0:
+        raise VidgenError(f"--floor must be in [0, 1). Received: {floor}")
+    prediction = runner.rollout(frames[:context], horizon, floor=floor)
     written = write_continuation(out, frames, prediction, context, fps)
     return {"written": written, "context": context, "horizon": horizon, "input_frames": total}

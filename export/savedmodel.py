@@ -55,6 +55,11 @@ def model_card(cfg, model, run_dir: str, name: str, version: int) -> dict[str, A
                    "range": "float32 in [0, 1] (serving_default) or uint8 (predict_uint8)",
                    "context_trained": cfg.data.context, "horizon_trained": cfg.data.horizon},
         "max_horizon": C.MAX_HORIZON,
+        "output_floor": {
+            "value": model.output_floor,
+            "meaning": "serving_default and predict_uint8 set predicted values below it to 0; "
+                       "the step signature returns unfloored frames: feed those back, and "
+                       "floor them yourself for display"},
         "signatures": C.for_model(model).to_dict(),
         "config": cfg.to_dict(),
     }

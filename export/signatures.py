@@ -52,7 +52,9 @@ def dynamic_rollout(model, context, horizon):
 
     _, _, _, frames = tf.while_loop(lambda i, *_: i < horizon, body,
                                     (tf.constant(1), frame, states, frames))
-    return tf.transpose(frames.stack(), (1, 0, 2, 3, 4))
+    # The returned frames carry the model's output floor, as `rollout`'s do; the
+    # fed-back ones (and the streaming step's) do not.
+    return model.apply_floor(tf.transpose(frames.stack(), (1, 0, 2, 3, 4)))
 
 
 def serving_functions(model) -> dict[str, tuple[Callable, list]]:

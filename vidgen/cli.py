@@ -141,7 +141,8 @@ def _cmd_evaluate(args) -> int:
         raise VidgenError(f"--samples must be >= 0. Received: {args.samples}")
     report = evaluate(args.run_dir, data=args.data, split=args.split,
                       batch_size=args.batch_size, max_clips=args.max_clips,
-                      num_samples=args.samples, postprocess=args.postprocess)
+                      num_samples=args.samples, postprocess=args.postprocess,
+                      floor=args.floor)
     print(summary_table(report))
     if "postprocess" in report:
         from vidgen.postprocess.evaluation import table
@@ -247,6 +248,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", type=int, default=None,
                    help="futures sampled per clip for best-of-N metrics and diversity "
                         "(default: 10 for a stochastic model, 0 otherwise)")
+    p.add_argument("--floor", type=float, default=None,
+                   help="score with this output floor instead of the model's own "
+                        "(values below it in the predicted frames become 0; 0: none)")
     p.add_argument("--postprocess", default=None, metavar="STEPS",
                    help="also measure post-processing steps with and without: "
                         "comma-separated KIND:METHOD, e.g. denoise:nlmeans,denoise:learned,"

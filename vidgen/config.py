@@ -153,6 +153,9 @@ class ModelConfig:
         latent_dim: size of a per-step latent vector with a learned prior
             (0: deterministic); lets `rollout` draw several futures.
         kl_weight: weight of the KL term of the latent variable.
+        output_floor: values below it in the frames the model returns become 0
+            (`VideoPredictor.output_floor`); with `train.output_floor_tolerance`
+            training replaces it by a value calibrated on the validation split.
     """
 
     encoder_filters: tuple[int, ...] = (32, 64)
@@ -171,9 +174,13 @@ class ModelConfig:
     critic_frames: int = 4
     latent_dim: int = 0
     kl_weight: float = 1e-4
+    output_floor: float = 0.0
 
     def validate(self) -> None:
         _positive(self, "kernel_size", "critic_frames")
+        if not 0.0 <= self.output_floor < 1.0:
+            raise ConfigError(f"model.output_floor must be in [0, 1). Received: "
+                              f"{self.output_floor}")
         _non_negative(self, "sampling_steps", "context_loss_weight", "latent_dim", "kl_weight")
         for name in ("frame_critic_filters", "video_critic_filters"):
             if getattr(self, name) and min(getattr(self, name)) <= 0:
@@ -230,7 +237,12 @@ class TrainConfig:
         strategy: tf.distribute strategy: "auto", "default", "mirrored",
             "multiworker" or "tpu" (see vidgen/training/distribute.py).
         time_budget_minutes: stop training after this wall time (0: none);
-            the epoch in progress ends early and the run is finished as usual.
+            the epoch in progress ends early and the run is finished as usual,
+            and a cosine learning rate anneals within the budget.
+        output_floor_tolerance: after training, calibrate `model.output_floor`
+            on the validation split: the floor with the best SSIM among those
+            that raise the validation MSE by at most this share (0: no
+            calibration, the configured floor is kept).
         jit_compile: XLA; off by default (14x slower on a 2-core CPU, measured).
         sample_clips: clips drawn in the per-epoch sample GIF.
         seed: seed of weight initialisation and training randomness.
@@ -257,6 +269,7 @@ class TrainConfig:
     strategy: str = "auto"
     mixed_precision: bool = False
     time_budget_minutes: float = 0.0
+    output_floor_tolerance: float = 0.0
     jit_compile: bool = False
     sample_clips: int = 4
     seed: int = 0
@@ -267,7 +280,8 @@ class TrainConfig:
         _non_negative(self, "val_batches", "warmup_steps", "weight_decay", "clipnorm",
                       "mse_weight", "l1_weight", "bce_weight", "ssim_weight",
                       "time_budget_minutes", "lr_final_fraction", "adversarial_weight",
-                      "feature_matching_weight", "critic_learning_rate")
+                      "feature_matching_weight", "critic_learning_rate",
+                      "output_floor_tolerance")
         if self.strategy not in ("auto", "default", "mirrored", "multiworker", "tpu"):
             raise ConfigError(
                 "train.strategy must be 'auto', 'default', 'mirrored', 'multiworker' or "

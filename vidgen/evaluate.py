@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from vidgen import metrics as M
 from vidgen import viz
+from vidgen.calibration import floored
 from vidgen.config import Config, apply_overrides
 from vidgen.errors import VidgenError
 from vidgen.fileio import write_json_atomic
@@ -113,7 +114,7 @@ def evaluate(run_dir: str, data: Optional[str] = None, split: str = "test",
              batch_size: Optional[int] = None, max_clips: int = 0, samples: int = 4,
              progress: bool = True, num_samples: Optional[int] = None,
              postprocess: Optional[str] = None,
-             out_dir: Optional[str] = None) -> dict[str, Any]:
+             out_dir: Optional[str] = None, floor: Optional[float] = None) -> dict[str, Any]:
     """Scores a run's model on held-out clips; writes metrics.json, plots and GIFs.
 
     Args:
@@ -130,6 +131,8 @@ def evaluate(run_dir: str, data: Optional[str] = None, split: str = "test",
             (`vidgen.postprocess.evaluation`); adds a "postprocess" section.
         out_dir: where metrics.json, plots/ and samples/ go (default: the run
             directory; another folder leaves a finished run as it was).
+        floor: score with this output floor instead of the model's own
+            `output_floor` (the model file is not changed).
 
     Returns:
         The metrics dictionary written to OUT/metrics.json.
@@ -139,6 +142,10 @@ def evaluate(run_dir: str, data: Optional[str] = None, split: str = "test",
     from vidgen.data.pipeline import make_dataset
 
     cfg, model = load_run(run_dir)
+    if floor is not None:
+        if not 0.0 <= floor < 1.0:
+            raise VidgenError(f"--floor must be in [0, 1). Received: {floor}")
+        model.output_floor = float(floor)
     post = None
     if postprocess:
         from vidgen.postprocess import evaluation as post_eval
@@ -150,7 +157,11 @@ def evaluate(run_dir: str, data: Optional[str] = None, split: str = "test",
     if data:
         cfg = apply_overrides(cfg, [f"data.source={data}"])
     horizon = cfg.data.horizon
-    rollout = tf.function(lambda x: model.rollout(x, horizon), reduce_retracing=True)
+    # Unfloored rollouts; the model's output floor (if any) is applied below, so the
+    # report can show the model both ways.
+    rollout = tf.function(lambda x: model.rollout(x, horizon, floor=False),
+                          reduce_retracing=True)
+    floor = model.output_floor
     if num_samples is None:
         num_samples = 10 if model.latent_dim else 0
     sampled = None
@@ -163,7 +174,8 @@ def evaluate(run_dir: str, data: Optional[str] = None, split: str = "test",
         sampled = tf.function(sample_futures, reduce_retracing=True)
     stochastic = []
     ds = make_dataset(cfg, split, batch_size=batch_size)
-    accumulators = {name: M.MetricAccumulator() for name in ("model",) + BASELINES}
+    rows = ("model",) + (("model_unfloored",) if floor else ()) + BASELINES
+    accumulators = {name: M.MetricAccumulator() for name in rows}
     sample = None
     scored = 0
     for context, target in tqdm(ds, desc=f"evaluate {split}", unit="batch",
@@ -173,8 +185,11 @@ def evaluate(run_dir: str, data: Optional[str] = None, split: str = "test",
         context, target = np.asarray(context), np.asarray(target)
         if max_clips:
             context, target = context[:max_clips - scored], target[:max_clips - scored]
-        pred = np.asarray(rollout(context))
+        raw = np.asarray(rollout(context))
+        pred = floored(raw, floor)
         accumulators["model"].update(pred, target)
+        if floor:
+            accumulators["model_unfloored"].update(raw, target)
         for name in BASELINES:
             accumulators[name].update(baseline(name, context, horizon), target)
         if post is not None:
@@ -209,6 +224,7 @@ def evaluate(run_dir: str, data: Optional[str] = None, split: str = "test",
             "ssim_above_both": all(results["model"]["ssim"]["mean"] > results[b]["ssim"]["mean"]
                                    for b in BASELINES),
         },
+        "output_floor": floor,
         "parameters": int(model.count_params()),
         "flops_per_sequence": count_flops(model, cfg.data.context, horizon),
     }
@@ -250,10 +266,10 @@ def _write_outputs(out_dir: str, report: dict, sample) -> None:
 
 def summary_table(report: dict) -> str:
     """A plain-text table of overall metrics for model and baselines."""
-    lines = [f"{'':10s} {'MSE':>8s} {'MAE':>8s} {'PSNR':>7s} {'SSIM':>6s} {'SSIM7':>6s} "
+    lines = [f"{'':15s} {'MSE':>8s} {'MAE':>8s} {'PSNR':>7s} {'SSIM':>6s} {'SSIM7':>6s} "
              f"{'sharp':>6s}"]
     for name, r in report["results"].items():
-        lines.append(f"{name:10s} {r['mse']['mean']:8.1f} {r['mae']['mean']:8.1f} "
+        lines.append(f"{name:15s} {r['mse']['mean']:8.1f} {r['mae']['mean']:8.1f} "
                      f"{r['psnr']['mean']:7.2f} {r['ssim']['mean']:6.3f} "
                      f"{r['ssim_uniform7']['mean']:6.3f} {r['sharpness']['mean']:6.3f}")
     if "stochastic" in report:

@@ -146,3 +146,32 @@ def test_bad_export_arguments(tiny_run, tmp_path):
     with pytest.raises(VidgenError, match="has no model.keras"):
         export_savedmodel(str(empty_run), str(tmp_path / "m"), "vidgen")
     assert not (tmp_path / "m" / "vidgen").exists() or not os.listdir(tmp_path / "m" / "vidgen")
+
+
+def test_a_floored_model_serves_floored_frames_and_streams_unfloored_ones(tiny_run, tmp_path):
+    import shutil
+
+    import keras
+
+    from vidgen.evaluate import load_run
+
+    run = str(tmp_path / "run")
+    shutil.copytree(tiny_run, run)
+    _, model = load_run(run)
+    model.output_floor = 0.45
+    keras.saving.save_model(model, os.path.join(run, "model.keras"))
+    path = export_savedmodel(run, str(tmp_path / "models"), "vidgen")  # verifies parity
+    loaded = tf.saved_model.load(path)
+    context = np.random.default_rng(4).random((2, 3, 16, 16, 1), dtype=np.float32)
+    served = loaded.signatures[C.SERVING_DEFAULT](
+        context=tf.constant(context), horizon=tf.constant(4))[C.FRAMES].numpy()
+    raw = np.asarray(model.rollout(context, 4, floor=False))
+    assert (raw < 0.45).any() and (raw >= 0.45).any()
+    np.testing.assert_allclose(served, np.where(raw < 0.45, 0.0, raw), atol=1e-5)
+    frame, states = model.observe(context)
+    feeds = {C.FRAME: np.asarray(frame),
+             **{C.state_name(i): np.asarray(s) for i, s in enumerate(states)}}
+    streamed = loaded.signatures[C.STEP](**{k: tf.constant(v) for k, v in feeds.items()})
+    np.testing.assert_allclose(streamed[C.NEXT_FRAME].numpy(), raw[:, 1], atol=1e-5)
+    with open(os.path.join(path, "assets.extra", C.MODEL_CARD)) as f:
+        assert json.load(f)["output_floor"]["value"] == pytest.approx(0.45)

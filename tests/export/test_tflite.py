@@ -178,3 +178,12 @@ def test_stochastic_model_exports_with_a_noise_input(stochastic_run, tmp_path):
     a = runner.rollout(np.zeros((3, 16, 16, 1), np.float32), 2)
     b = runner.rollout(np.zeros((3, 16, 16, 1), np.float32), 2)
     assert a.shape == (2, 16, 16, 1) and not np.allclose(a, b)  # random noise when not given
+
+
+def test_step_runner_floors_returned_frames_only(float_tflite):
+    runner = StepRunner(float_tflite["step"])
+    clip = np.random.default_rng(5).random((3, 16, 16, 1), dtype=np.float32)
+    raw = runner.rollout(clip, 4)
+    floored = runner.rollout(clip, 4, floor=0.45)
+    assert (raw < 0.45).any() and (raw >= 0.45).any()
+    np.testing.assert_array_equal(floored, np.where(raw < 0.45, 0.0, raw))

@@ -119,6 +119,26 @@ def test_config_and_keras_round_trip(tmp_path):
                                np.asarray(model.rollout(context, 5)), atol=1e-6)
 
 
+def test_output_floor_applies_to_returned_frames_only(tmp_path):
+    model = VideoPredictor(**TINY_MODEL, output_floor=0.5)
+    context, _ = _clips()
+    raw = np.asarray(model.rollout(context, 4, floor=False))
+    assert (raw > 0).all() and (raw < 0.5).any() and (raw >= 0.5).any()
+    np.testing.assert_array_equal(np.asarray(model.rollout(context, 4)),
+                                  np.where(raw < 0.5, 0.0, raw))
+    np.testing.assert_array_equal(np.asarray(model(context)), np.asarray(
+        model.rollout(context, 3)))
+    # The fed-back frame, and what `step` returns, stay unfloored: the floored
+    # rollout's later frames are the floor of the unfloored ones, not a rollout
+    # of floored inputs.
+    frame, states = model.observe(context)
+    frame, _ = model.step(frame, states)
+    np.testing.assert_allclose(np.asarray(frame), raw[:, 1], atol=1e-6)
+    path = str(tmp_path / "floored.keras")
+    model.save(path)
+    assert keras.saving.load_model(path).output_floor == 0.5
+
+
 @pytest.mark.parametrize("kwargs, message", [
     (dict(frame_size=18), "frame_size must be a positive multiple of 4"),
     (dict(channels=2), "channels must be 1 or 3"),
@@ -126,6 +146,7 @@ def test_config_and_keras_round_trip(tmp_path):
     (dict(head="flow"), "head must be one of"),
     (dict(dna_kernel=4), "dna_kernel must be a positive odd number"),
     (dict(horizon=0), "horizon must be positive"),
+    (dict(output_floor=1.0), "output_floor must be in"),
 ])
 def test_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):

@@ -157,3 +157,30 @@ def test_ctrl_c_saves_and_resume_continues(tmp_path):
     assert meta["epoch"] == 1, "the backup holds the last finished epoch"
     summary = train(None, run, resume=True, evaluate_after=False)
     assert summary["epochs_run"] == 1 and not summary["interrupted"]
+
+
+def test_training_calibrates_the_output_floor_and_evaluate_reports_both(tmp_path):
+    run = str(tmp_path / "floor")
+    cfg = tiny_run_config(**{"train.epochs": 1, "train.output_floor_tolerance": 0.5})
+    summary = train(cfg, run, evaluate_after=False)
+    result = summary["output_floor"]
+    assert [c["floor"] for c in result["candidates"]][:3] == [0.0, 0.05, 0.1]
+    assert result["clips"] == 4 and result["tolerance"] == 0.5
+    _, model = load_run(run)
+    assert model.output_floor == result["floor"]
+    assert json.load(open(os.path.join(run, "training.json")))["output_floor"] == result
+    # Whatever the calibration chose, a floored model is reported both ways.
+    model.output_floor = 0.3
+    keras.saving.save_model(model, os.path.join(run, "model.keras"))
+    report = evaluate(run, progress=False)
+    assert report["output_floor"] == pytest.approx(0.3)
+    assert set(report["results"]) == {"model", "model_unfloored", "copy_last", "black"}
+    floored, raw = report["results"]["model"], report["results"]["model_unfloored"]
+    assert floored["mse"]["mean"] != raw["mse"]["mean"]
+    assert floored["sharpness"]["mean"] != raw["sharpness"]["mean"]
+    # --floor overrides the model's floor for one evaluation, without touching the file.
+    report = evaluate(run, progress=False, floor=0.0, out_dir=str(tmp_path / "nofloor"))
+    assert "model_unfloored" not in report["results"] and report["output_floor"] == 0.0
+    assert report["results"]["model"]["mse"]["mean"] == pytest.approx(raw["mse"]["mean"])
+    assert load_run(run)[1].output_floor == pytest.approx(0.3)
+    assert main(["evaluate", run, "--floor", "1.5"]) == 2

@@ -75,6 +75,13 @@ class VideoPredictor(keras.Model):
             learned prior p(z_t | past) (SVG-LP), so `rollout` can draw
             several different futures.
         kl_weight: weight of KL(q || p) (summed over z's elements, per step).
+        output_floor: pixels of the frames `rollout` and `call` return that
+            are below this value become 0 (0: none). Only the returned frames:
+            the model still feeds back its unfloored prediction, and `step`
+            returns it. A model trained on a likelihood spreads a faint haze
+            where it is unsure where an object goes; on black backgrounds the
+            floor removes it (`vidgen train` can calibrate the value on the
+            validation split: `train.output_floor_tolerance`).
         seed: seed of the scheduled-sampling draws.
 
     Reference:
@@ -97,7 +104,7 @@ class VideoPredictor(keras.Model):
                  dna_kernel: int = 9, cdna_kernels: int = 4, difference_input: bool = True,
                  sharp: bool = False, sampling_steps: int = 0,
                  context_loss_weight: float = 1.0, latent_dim: int = 0, kl_weight: float = 1e-4,
-                 seed: int = 0, **kwargs):
+                 output_floor: float = 0.0, seed: int = 0, **kwargs):
         super().__init__(**kwargs)
         if frame_size <= 0 or frame_size % 4:
             raise ValueError(
@@ -119,6 +126,8 @@ class VideoPredictor(keras.Model):
             raise ValueError(f"cdna_kernels must be positive. Received: {cdna_kernels}")
         if sampling_steps < 0:
             raise ValueError(f"sampling_steps must be >= 0. Received: {sampling_steps}")
+        if not 0.0 <= output_floor < 1.0:
+            raise ValueError(f"output_floor must be in [0, 1). Received: {output_floor}")
         if latent_dim < 0 or kl_weight < 0:
             raise ValueError(f"latent_dim and kl_weight must be >= 0. Received: latent_dim="
                              f"{latent_dim}, kl_weight={kl_weight}")
@@ -137,6 +146,7 @@ class VideoPredictor(keras.Model):
         self.sharp = sharp
         self.sampling_steps = sampling_steps
         self.context_loss_weight = context_loss_weight
+        self.output_floor = float(output_floor)
         self.latent_dim = latent_dim
         self.kl_weight = kl_weight
         self.seed = seed
@@ -424,7 +434,7 @@ class VideoPredictor(keras.Model):
 
         return ops.fori_loop(1, length, body, (first, states))
 
-    def rollout(self, context, horizon: int, num_samples=None, seed=None):
+    def rollout(self, context, horizon: int, num_samples=None, seed=None, floor: bool = True):
         """Predicts `horizon` frames after `context`, feeding predictions back.
 
         Args:
@@ -435,6 +445,8 @@ class VideoPredictor(keras.Model):
                 repeats its one future).
             seed: an int makes the futures reproducible (the same seed, the
                 same futures); None draws from the model's seed generator.
+            floor: apply `output_floor` to the returned frames (False: the
+                frames as the model feeds them back).
 
         Returns:
             (batch, horizon, H, W, C) float in [0, 1], or with `num_samples`
@@ -461,6 +473,8 @@ class VideoPredictor(keras.Model):
                                       noise=None if noise is None else noise[length + i])
             frames.append(frame)
         out = ops.stack(frames, axis=1)
+        if floor:
+            out = self.apply_floor(out)
         if num_samples is None:
             return out
         return ops.reshape(out, (-1, samples) + tuple(out.shape[1:]))
@@ -492,7 +506,13 @@ class VideoPredictor(keras.Model):
         for i in range(horizon - 1):
             frame, states = self.step(frame, states, noise=draw(length + i))
             frames.append(frame)
-        return ops.stack(frames, axis=1)
+        return self.apply_floor(ops.stack(frames, axis=1))
+
+    def apply_floor(self, frames):
+        """`frames` with every value below `output_floor` set to 0."""
+        if not self.output_floor:
+            return frames
+        return ops.where(frames < self.output_floor, ops.zeros_like(frames), frames)
 
     def call(self, context, training=False):
         return self.rollout(context, self.horizon)
@@ -617,4 +637,5 @@ class VideoPredictor(keras.Model):
                 "sharp": self.sharp,
                 "sampling_steps": self.sampling_steps,
                 "context_loss_weight": self.context_loss_weight,
+                "output_floor": self.output_floor,
                 "latent_dim": self.latent_dim, "kl_weight": self.kl_weight, "seed": self.seed}

@@ -95,11 +95,18 @@ class SampleWriter(keras.callbacks.Callback):
 
 
 class TimeBudget(keras.callbacks.Callback):
-    """Stops training once `minutes` of wall time have passed (checked every batch)."""
+    """Stops training once `minutes` of wall time have passed (checked every batch).
 
-    def __init__(self, minutes: float):
+    Args:
+        minutes: the budget (0: none).
+        schedules: `BudgetCosineDecay` schedules told, after every batch, the
+            share of the budget spent, so the learning rate anneals within it.
+    """
+
+    def __init__(self, minutes: float, schedules=()):
         super().__init__()
         self.seconds = minutes * 60.0
+        self.schedules = list(schedules)
         self.start = None
         self.stopped = False
 
@@ -107,7 +114,12 @@ class TimeBudget(keras.callbacks.Callback):
         self.start = time.perf_counter()
 
     def on_train_batch_end(self, batch, logs=None):
-        if self.seconds and time.perf_counter() - self.start > self.seconds:
+        if not self.seconds:
+            return
+        spent = (time.perf_counter() - self.start) / self.seconds
+        for schedule in self.schedules:
+            schedule.time_progress.assign(min(spent, 1.0))
+        if spent > 1.0:
             self.model.stop_training = True
             if not self.stopped:
                 print(f"\nTime budget of {self.seconds / 60:.1f} min reached; finishing the run.")

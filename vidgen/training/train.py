@@ -37,6 +37,7 @@ from vidgen.models import FrameDiscriminator, VideoDiscriminator, VideoGAN, Vide
 from vidgen.training import callbacks as cb
 from vidgen.training import multiworker
 from vidgen.training.backup import AtomicBackup
+from vidgen.training.budget_cosine_decay import BudgetCosineDecay
 from vidgen.training.distribute import make_strategy, per_replica_batch
 from vidgen.training.losses import ReconstructionLoss
 
@@ -50,7 +51,8 @@ def model_kwargs(cfg: Config) -> dict[str, Any]:
                 decoder_filters=m.decoder_filters, head=m.head, dna_kernel=m.dna_kernel,
                 cdna_kernels=m.cdna_kernels, difference_input=m.difference_input,
                 sampling_steps=m.sampling_steps, context_loss_weight=m.context_loss_weight,
-                latent_dim=m.latent_dim, kl_weight=m.kl_weight, seed=cfg.train.seed)
+                latent_dim=m.latent_dim, kl_weight=m.kl_weight,
+                output_floor=m.output_floor, seed=cfg.train.seed)
 
 
 def build_model(cfg: Config) -> VideoPredictor | VideoGAN:
@@ -87,17 +89,50 @@ def build_optimizer(cfg: Config, learning_rate: Optional[float] = None
     peak = learning_rate or t.learning_rate
     total = t.epochs * t.steps_per_epoch
     if t.lr_schedule == "cosine":
-        lr = keras.optimizers.schedules.CosineDecay(
-            initial_learning_rate=0.0 if t.warmup_steps else peak,
-            decay_steps=max(1, total - t.warmup_steps), alpha=t.lr_final_fraction,
-            warmup_target=peak if t.warmup_steps else None,
-            warmup_steps=t.warmup_steps)
+        lr = BudgetCosineDecay(peak, total_steps=total, warmup_steps=t.warmup_steps,
+                               final_fraction=t.lr_final_fraction)
     else:
         lr = peak
     kwargs = {"clipnorm": t.clipnorm} if t.clipnorm else {}
     if t.weight_decay:
         return keras.optimizers.AdamW(lr, weight_decay=t.weight_decay, **kwargs)
     return keras.optimizers.Adam(lr, **kwargs)
+
+
+def budget_schedules(model: keras.Model) -> list[BudgetCosineDecay]:
+    """The learning-rate schedules of a compiled model that a time budget anneals."""
+    found = []
+    for name in ("optimizer", "g_optimizer", "d_optimizer"):
+        optimizer = getattr(model, name, None)
+        # A LossScaleOptimizer wraps the optimizer that holds the schedule.
+        optimizer = getattr(optimizer, "inner_optimizer", optimizer)
+        schedule = getattr(optimizer, "_learning_rate", None)
+        if isinstance(schedule, BudgetCosineDecay) and schedule not in found:
+            found.append(schedule)
+    return found
+
+
+def calibrate_floor(model_path: str, cfg: Config, progress: bool = True) -> dict[str, Any]:
+    """Calibrates the output floor of the saved model on the validation split; re-saves it.
+
+    See `vidgen.calibration`: the floor with the best validation SSIM among
+    those within `train.output_floor_tolerance` of the unfloored MSE.
+    """
+    from vidgen.calibration import calibrate_output_floor
+    from vidgen.data.pipeline import make_dataset
+
+    saved = keras.saving.load_model(model_path)
+    predictor = saved.generator if isinstance(saved, VideoGAN) else saved
+    result = calibrate_output_floor(predictor, make_dataset(cfg, "val"),
+                                    cfg.train.output_floor_tolerance, progress=progress)
+    chosen = next(c for c in result["candidates"] if c["floor"] == result["floor"])
+    raw = result["candidates"][0]
+    print(f"Output floor {result['floor']:.2f} (validation, {result['clips']} clips): MSE "
+          f"{raw['mse']:.1f} -> {chosen['mse']:.1f}, SSIM {raw['ssim']:.3f} -> "
+          f"{chosen['ssim']:.3f}")
+    predictor.output_floor = result["floor"]
+    cb.save_model_atomic(saved, model_path)
+    return result
 
 
 def precision_policy(cfg: Config) -> str:
@@ -278,7 +313,7 @@ def train(cfg: Optional[Config], run_dir: str, resume: bool = False,
     if t.val_batches:
         val_ds = val_ds.take(t.val_batches)
     sample_context, sample_target = _sample_batch(cfg, t.sample_clips)
-    budget = cb.TimeBudget(t.time_budget_minutes)
+    budget = cb.TimeBudget(t.time_budget_minutes, schedules=budget_schedules(model))
     throughput = cb.Throughput(t.batch_size)
     writers = [
         cb.BestModelCheckpoint(paths.model, os.path.join(paths.checkpoints, "best.json")),
@@ -347,6 +382,8 @@ def train(cfg: Optional[Config], run_dir: str, resume: bool = False,
         with open(paths.training) as f:
             previous = json.load(f)
     summary["total_train_seconds"] = round(previous.get("total_train_seconds", 0) + seconds, 1)
+    if t.output_floor_tolerance and not interrupted:
+        summary["output_floor"] = calibrate_floor(paths.model, cfg, verbose == 1)
     write_json_atomic(paths.training, summary)
     if interrupted:
         return summary
