@@ -142,10 +142,15 @@ def evaluate(run_dir: str, data: Optional[str] = None, split: str = "test",
     from vidgen.data.pipeline import make_dataset
 
     cfg, model = load_run(run_dir)
+    # A model with an output floor (VideoPredictor) is scored with and without it; other
+    # Keras models (bench's tutorial ConvLSTM) have none unless `floor` gives one.
+    flooring = hasattr(model, "apply_floor")
     if floor is not None:
         if not 0.0 <= floor < 1.0:
             raise VidgenError(f"--floor must be in [0, 1). Received: {floor}")
-        model.output_floor = float(floor)
+        if flooring:
+            model.output_floor = float(floor)
+    floor = float(floor if floor is not None else getattr(model, "output_floor", 0.0))
     post = None
     if postprocess:
         from vidgen.postprocess import evaluation as post_eval
@@ -157,11 +162,11 @@ def evaluate(run_dir: str, data: Optional[str] = None, split: str = "test",
     if data:
         cfg = apply_overrides(cfg, [f"data.source={data}"])
     horizon = cfg.data.horizon
-    # Unfloored rollouts; the model's output floor (if any) is applied below, so the
-    # report can show the model both ways.
-    rollout = tf.function(lambda x: model.rollout(x, horizon, floor=False),
+    # Unfloored rollouts; the output floor (if any) is applied below, so the report can
+    # show the model both ways.
+    unfloored = {"floor": False} if flooring else {}
+    rollout = tf.function(lambda x: model.rollout(x, horizon, **unfloored),
                           reduce_retracing=True)
-    floor = model.output_floor
     if num_samples is None:
         num_samples = 10 if model.latent_dim else 0
     sampled = None
