@@ -20,6 +20,7 @@ from typing import Optional
 import numpy as np
 
 from export import contract as C
+from vidgen.calibration import floored
 from vidgen.errors import VidgenError
 
 
@@ -168,8 +169,7 @@ class StepRunner:
             prediction, states = self.step(prediction, states,
                                            None if draws is None else next(draws))
             out.append(prediction)
-        out = np.stack(out)
-        return np.where(out < floor, 0.0, out).astype(out.dtype) if floor else out
+        return floored(np.stack(out), floor)
 
 
 def run_tflite(model_path: str, input_path: str, out: str, context: int = 10,
