@@ -142,7 +142,7 @@ def _cmd_evaluate(args) -> int:
     report = evaluate(args.run_dir, data=args.data, split=args.split,
                       batch_size=args.batch_size, max_clips=args.max_clips,
                       num_samples=args.samples, postprocess=args.postprocess,
-                      floor=args.floor)
+                      floor=args.floor, out_dir=args.out)
     print(summary_table(report))
     if "postprocess" in report:
         from vidgen.postprocess.evaluation import table
@@ -152,7 +152,7 @@ def _cmd_evaluate(args) -> int:
     relation = "below" if reduction >= 0 else "above"
     print(f"MSE {100 * abs(reduction):.1f}% {relation} the better baseline; "
           f"{report['flops_per_sequence'] / 1e9:.2f} GFLOPs per sequence; "
-          f"wrote {os.path.join(args.run_dir, 'metrics.json')}")
+          f"wrote {os.path.join(args.out or args.run_dir, 'metrics.json')}")
     return 0
 
 
@@ -251,6 +251,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--floor", type=float, default=None,
                    help="score with this output floor instead of the model's own "
                         "(values below it in the predicted frames become 0; 0: none)")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="write metrics.json, plots/ and samples/ here instead of into the "
+                        "run directory (which then stays as training left it)")
     p.add_argument("--postprocess", default=None, metavar="STEPS",
                    help="also measure post-processing steps with and without: "
                         "comma-separated KIND:METHOD, e.g. denoise:nlmeans,denoise:learned,"

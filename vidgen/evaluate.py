@@ -161,6 +161,8 @@ def evaluate(run_dir: str, data: Optional[str] = None, split: str = "test",
             steps, denoiser=post_eval.load_step_models(run_dir, steps))
     if data:
         cfg = apply_overrides(cfg, [f"data.source={data}"])
+    else:
+        _check_run_source(cfg.data.source)
     horizon = cfg.data.horizon
     # Unfloored rollouts; the output floor (if any) is applied below, so the report can
     # show the model both ways.
@@ -246,6 +248,18 @@ def evaluate(run_dir: str, data: Optional[str] = None, split: str = "test",
             report["training"] = json.load(f)
     _write_outputs(out_dir or run_dir, report, sample)
     return report
+
+
+def _check_run_source(source: str) -> None:
+    """A clear error when a run's relative data path is not found from here."""
+    from vidgen.data.sources import BUILTIN_SOURCES
+
+    if source in BUILTIN_SOURCES or os.path.isabs(source) or os.path.exists(source):
+        return
+    raise VidgenError(
+        f"The run's data source {source!r} is not found from {os.getcwd()!r}: it is a path "
+        "relative to the folder `vidgen train` ran in. Run `vidgen evaluate` from that "
+        "folder, or pass --data PATH.")
 
 
 def _write_outputs(out_dir: str, report: dict, sample) -> None:

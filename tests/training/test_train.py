@@ -84,6 +84,38 @@ def test_evaluate_on_other_data(run_dir, tmp_path):
     assert report["data"] == str(path) and report["clips"] >= 1
 
 
+def test_evaluate_cli_out_dir_leaves_the_run_as_it_was(run_dir, tmp_path, capsys):
+    metrics = os.path.join(run_dir, "metrics.json")
+    before = open(metrics).read()
+    out = tmp_path / "eval"
+    assert main(["evaluate", run_dir, "--out", str(out), "--max-clips", "2"]) == 0
+    assert str(out / "metrics.json") in capsys.readouterr().out
+    assert json.loads((out / "metrics.json").read_text())["clips"] == 2
+    assert (out / "plots").is_dir() and (out / "samples").is_dir()
+    assert open(metrics).read() == before
+
+
+def test_evaluate_names_a_relative_data_path_not_found_from_here(run_dir, tmp_path,
+                                                                 monkeypatch, capsys):
+    import shutil
+
+    project = tmp_path / "project"
+    (project / "clips").mkdir(parents=True)
+    np.save(project / "clips" / "c.npy",
+            np.stack([moving_square(8, 16, 16, channels=1, phase=i) for i in range(6)]))
+    run = project / "runs" / "r"
+    shutil.copytree(run_dir, run)
+    config = json.loads((run / "config.json").read_text())
+    config["data"]["source"] = "clips/c.npy"
+    (run / "config.json").write_text(json.dumps(config))
+    monkeypatch.chdir(tmp_path)
+    assert main(["evaluate", str(run), "--out", str(tmp_path / "e1")]) == 2
+    err = capsys.readouterr().err
+    assert "'clips/c.npy' is not found from" in err and "--data" in err
+    monkeypatch.chdir(project)
+    assert main(["evaluate", "runs/r", "--out", str(tmp_path / "e2")]) == 0
+
+
 def test_generate_from_video_and_npy(run_dir, tmp_path):
     video = write_mp4(tmp_path / "in.mp4", moving_square(12, 40, 60))
     out = str(tmp_path / "out.gif")
