@@ -142,6 +142,8 @@ def evaluate(run_dir: str, data: Optional[str] = None, split: str = "test",
     from vidgen.data.pipeline import make_dataset
 
     cfg, model = load_run(run_dir)
+    if not data:
+        _check_run_source(cfg.data.source)   # before loading anything else for the run
     # A model with an output floor (VideoPredictor) is scored with and without it; other
     # Keras models (bench's tutorial ConvLSTM) have none unless `floor` gives one.
     flooring = hasattr(model, "apply_floor")
@@ -161,8 +163,6 @@ def evaluate(run_dir: str, data: Optional[str] = None, split: str = "test",
             steps, denoiser=post_eval.load_step_models(run_dir, steps))
     if data:
         cfg = apply_overrides(cfg, [f"data.source={data}"])
-    else:
-        _check_run_source(cfg.data.source)
     horizon = cfg.data.horizon
     # Unfloored rollouts; the output floor (if any) is applied below, so the report can
     # show the model both ways.
