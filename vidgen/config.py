@@ -136,7 +136,9 @@ class ModelConfig:
             kernel, composite with generated pixels), "cdna" (move the last
             frame by a few kernels per clip and
             composite them with generated pixels through per-pixel masks),
-            "dna" (one kernel per pixel) or "pixels" (generate every pixel).
+            "dna" (one kernel per pixel), "flow" (warp the last frame by a
+            dense flow field, gated, plus a residual; starts as copy-last:
+            the head for natural video) or "pixels" (generate every pixel).
         dna_kernel: side of the motion kernels (odd); the largest motion per
             frame is dna_kernel // 2 pixels.
         cdna_kernels: number of motion kernels per clip for head "cdna".
@@ -198,9 +200,9 @@ class ModelConfig:
         if self.cell not in ("lstm", "gru"):
             raise ConfigError(
                 f"model.cell must be 'lstm' or 'gru'. Received: model.cell={self.cell!r}")
-        if self.head not in ("sdna", "cdna", "dna", "pixels"):
+        if self.head not in ("sdna", "cdna", "dna", "flow", "pixels"):
             raise ConfigError(
-                "model.head must be 'sdna', 'cdna', 'dna' or 'pixels'. "
+                "model.head must be 'sdna', 'cdna', 'dna', 'flow' or 'pixels'. "
                 f"Received: model.head={self.head!r}")
         _positive(self, "cdna_kernels")
         for name in ("kernel_size", "dna_kernel"):

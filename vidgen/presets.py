@@ -74,6 +74,18 @@ PRESETS: dict[str, Config] = {
                           learning_rate=3e-3, warmup_steps=50, bce_weight=0.0,
                           l1_weight=1.0, ssim_weight=0.2, time_budget_minutes=13.0),
     ),
+    # Natural footage (a camera, a robot, film): RGB 64x64, 10 frames in, 10 out. The
+    # "flow" head warps the last frame by a dense flow field of up to 8 px per frame
+    # (camera pans included) and starts as copy-last, so training can only improve on
+    # the baseline that matters on footage; no output floor (that is for black
+    # backgrounds). Point --data at a video, a folder of videos or a prepared dataset.
+    "natural": Config(
+        data=DataConfig(source="videos", frame_size=64, channels=3, context=10, horizon=10),
+        model=dataclasses.replace(_QUICK_MODEL, head="flow", dna_kernel=17),
+        train=TrainConfig(batch_size=8, epochs=18, steps_per_epoch=100, val_batches=0,
+                          learning_rate=2e-3, warmup_steps=50, bce_weight=0.0,
+                          l1_weight=1.0, time_budget_minutes=18.0),
+    ),
 }
 
 

@@ -187,3 +187,41 @@ def test_step_runner_floors_returned_frames_only(float_tflite):
     floored = runner.rollout(clip, 4, floor=0.45)
     assert (raw < 0.45).any() and (raw >= 0.45).any()
     np.testing.assert_array_equal(floored, np.where(raw < 0.45, 0.0, raw))
+
+
+@pytest.fixture(scope="module")
+def rgb_flow_run(tmp_path_factory):
+    """A tiny RGB model with the footage head ("flow"), its gate and residual moved off 0."""
+    from tests.conftest import tiny_run_config
+    from vidgen.training.train import build_model
+
+    run = tmp_path_factory.mktemp("rgb_flow_run")
+    cfg = tiny_run_config(**{"data.channels": 3, "model.head": "flow", "model.dna_kernel": 5})
+    model = build_model(cfg)
+    out = model.decoder.out
+    rng = np.random.default_rng(0)
+    out.kernel.assign(np.asarray(out.kernel) + 0.05 * rng.standard_normal(out.kernel.shape))
+    model.save(os.path.join(run, "model.keras"))
+    cfg.to_json(os.path.join(run, "config.json"))
+    return str(run)
+
+
+def test_rgb_flow_model_exports_float_and_int8(rgb_flow_run, tmp_path):
+    from vidgen.evaluate import load_run
+
+    cfg, model = load_run(rgb_flow_run)
+    written = export_tflite(rgb_flow_run, "float32", out_dir=str(tmp_path / "f"),
+                            report_clips=2)
+    assert written["report"]["variants"]["float32"]["max_abs_diff"] <= 1e-4
+    runner = StepRunner(written["step"])
+    assert runner.frame_shape == (16, 16, 3)
+    clip = load_clips(cfg, "test", 1)[0]
+    np.testing.assert_allclose(runner.rollout(clip[:3], 3),
+                               np.asarray(model.rollout(clip[None, :3], 3))[0], atol=1e-4)
+    int8 = export_tflite(rgb_flow_run, "int8", out_dir=str(tmp_path / "q"),
+                         calibration_clips=4, report_clips=2)
+    for path in (int8["step"], int8["sequence"]):
+        ops = op_names(path)
+        assert ops and not any(op.startswith("Flex") for op in ops), (path, ops)
+    report = int8["report"]["variants"]["int8"]
+    assert report["mean_abs_diff"] < 0.03 and report["max_abs_diff"] < 0.3, report

@@ -15,7 +15,7 @@ def _clips(batch=2, context=4, horizon=3, seed=0):
 
 
 @pytest.mark.parametrize("cell, head", [("lstm", "sdna"), ("lstm", "cdna"), ("lstm", "dna"),
-                                        ("gru", "pixels")])
+                                        ("lstm", "flow"), ("gru", "pixels")])
 def test_output_shapes_and_range(cell, head):
     model = VideoPredictor(**TINY_MODEL, cell=cell, head=head)
     context, _ = _clips()
@@ -267,3 +267,52 @@ def test_stochastic_training_has_a_finite_kl_and_round_trips(tmp_path):
     assert loaded.latent_dim == 2
     np.testing.assert_allclose(loaded.rollout(context, 3, num_samples=2, seed=1),
                                model.rollout(context, 3, num_samples=2, seed=1), atol=1e-6)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_untrained_flow_model_predicts_exactly_copy_last(channels):
+    """The footage head starts at the copy-last baseline, so training can only improve it."""
+    model = VideoPredictor(**{**TINY_MODEL, "channels": channels}, head="flow")
+    rng = np.random.default_rng(5)
+    context = rng.random((2, 4, 16, 16, channels)).astype("float32")
+    out = np.asarray(model.rollout(context, 5))
+    np.testing.assert_array_equal(out, np.repeat(context[:, -1:], 5, axis=1))
+
+
+def test_flow_head_learns_away_from_copy_last():
+    """Gate and residual start at 0 but take gradients: one fit step changes the output."""
+    model = VideoPredictor(**{**TINY_MODEL, "channels": 3}, head="flow")
+    model.compile(optimizer=keras.optimizers.Adam(1e-2),
+                  loss=ReconstructionLoss(l1_weight=1.0, bce_weight=0.0))
+    rng = np.random.default_rng(6)
+    context = rng.random((2, 4, 16, 16, 3)).astype("float32")
+    target = rng.random((2, 3, 16, 16, 3)).astype("float32")
+    model.fit(context, target, batch_size=2, epochs=2, verbose=0)
+    out = np.asarray(model.rollout(context, 3))
+    assert np.abs(out - context[:, -1:]).max() > 1e-3
+
+
+def test_flow_head_warps_by_more_than_an_sdna_kernel_radius():
+    """A global shift of 6 px per frame (a camera pan) is one flow value, not a kernel tap.
+
+    The sdna head with its 9-tap kernels moves a pixel at most 4 px per frame;
+    the flow head of the `natural` preset (dna_kernel=17) up to 8, with
+    sub-pixel (bilinear) accuracy.
+    """
+    model = VideoPredictor(frame_size=32, channels=3, horizon=2, encoder_filters=(4, 8),
+                           core_filters=(8,), decoder_filters=(8, 4), head="flow",
+                           dna_kernel=17)
+    rng = np.random.default_rng(7)
+    wide = rng.random((1, 32, 64, 3)).astype("float32")
+    frame = wide[:, :, 10:42]
+    maps = np.zeros((1, 32, 32, 3 + 3), "float32")
+    # Sample the last frame at x + 6 (the scene moves left by 6 px); gate 1.
+    maps[..., 1] = 8.0 * np.arctanh(6.0 / 8.0)
+    maps[..., 2] = 20.0
+    out = np.asarray(model._flow(frame, maps))
+    np.testing.assert_allclose(out[:, :, :26], wide[:, :, 16:42], atol=1e-4)
+    # Half a pixel: the mean of two neighbours.
+    maps[..., 1] = 8.0 * np.arctanh(0.5 / 8.0)
+    out = np.asarray(model._flow(frame, maps))
+    np.testing.assert_allclose(out[:, :, :31], (wide[:, :, 10:41] + wide[:, :, 11:42]) / 2,
+                               atol=1e-4)

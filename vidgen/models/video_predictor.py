@@ -12,7 +12,7 @@ from vidgen.models.frame_decoder import FrameDecoder
 from vidgen.models.frame_encoder import FrameEncoder
 
 CELLS = {"lstm": ConvLSTMCell, "gru": ConvGRUCell}
-HEADS = ("sdna", "cdna", "dna", "pixels")
+HEADS = ("sdna", "cdna", "dna", "flow", "pixels")
 
 
 def num_replicas() -> int:
@@ -62,9 +62,13 @@ class VideoPredictor(keras.Model):
         cell: "lstm" (ConvLSTM) or "gru" (ConvGRU).
         kernel_size: kernel of the recurrent convolutions.
         decoder_filters: channels of the decoder's two upsampling stages.
-        head: "dna" or "pixels".
-        dna_kernel: side of the DNA kernels (largest motion per frame is
-            dna_kernel // 2 pixels for the moved part).
+        head: "sdna" (separable per-pixel kernels), "cdna" (a few kernels per
+            clip), "dna" (one k x k kernel per pixel), "flow" (a dense flow
+            field warps the last frame bilinearly; a gate and a residual
+            correct it; the untrained model copies the last frame exactly,
+            for natural video) or "pixels" (sigmoid pixels).
+        dna_kernel: side of the motion kernels: the largest motion per frame
+            is dna_kernel // 2 pixels (for "flow", the largest flow).
         sampling_steps: optimizer steps over which the teacher probability
             decays from 1 to 0; 0 trains on the model's own outputs only.
         context_loss_weight: weight of the next-frame loss on the context
@@ -156,7 +160,8 @@ class VideoPredictor(keras.Model):
                       for i, f in enumerate(core_filters)]
         kk = dna_kernel * dna_kernel
         out = {"sdna": 2 * dna_kernel + 1 + channels, "dna": kk + 1 + channels,
-               "cdna": cdna_kernels + 1 + channels, "pixels": channels}[head]
+               "cdna": cdna_kernels + 1 + channels, "flow": 3 + channels,
+               "pixels": channels}[head]
         self.decoder = FrameDecoder(self.decoder_filters, out, name="decoder")
         if latent_dim:
             # Mean and log-variance of z_t at 1/4 resolution: the prior sees the
@@ -217,6 +222,17 @@ class VideoPredictor(keras.Model):
             bias[2 * k] = 3.0
             # The decoder's last convolution emits 2x2 blocks of these maps.
             self.decoder.out.bias.assign(np.tile(bias, 4))
+        if self.head == "flow":
+            # Maps: flow (dy, dx), gate, residual. Gate and residual start at exactly 0, so
+            # the untrained model returns the last frame (copy-last) and training can only
+            # improve on it; the flow starts small and random (a flow of exactly 0 would sit
+            # on the bilinear kernel's kink, where its gradient vanishes).
+            kernel = np.array(self.decoder.out.kernel.numpy())
+            mask = np.tile(np.arange(self.decoder.out_channels) >= 2, 4)
+            kernel[..., mask] = 0.0
+            kernel[..., ~mask] *= 0.1
+            self.decoder.out.kernel.assign(kernel)
+            self.decoder.out.bias.assign(np.zeros(4 * self.decoder.out_channels, "float32"))
         super().build(input_shape)
 
     @property
@@ -369,6 +385,8 @@ class VideoPredictor(keras.Model):
                 horizontal = ops.softmax(horizontal, axis=-1)
             moved = self._shift(self._shift(frame, vertical, axis=1), horizontal, axis=2)
             return _composite(moved, maps[..., 2 * k:], sharp), new_states, kl
+        if self.head == "flow":
+            return self._flow(frame, maps), new_states, kl
         if self.head == "dna":
             kk = self.dna_kernel * self.dna_kernel
             weights = _hard(maps[..., :kk]) if sharp else ops.softmax(maps[..., :kk], axis=-1)
@@ -385,6 +403,27 @@ class VideoPredictor(keras.Model):
         masks = maps[..., :n + 1]                                       # (B, H, W, n + 1)
         masks = _hard(masks) if sharp else ops.softmax(masks, axis=-1)
         return ops.sum(candidates * ops.expand_dims(masks, 3), axis=-1), new_states, kl
+
+    def _flow(self, frame, maps):
+        """Next frame of the "flow" head: last + gate * (warp(last, flow) - last) + residual.
+
+        The warp samples the last frame at p + flow(p) with bilinear weights,
+        as two separable passes (rows, then columns) of the same shifted-copy
+        machinery as "sdna": the bilinear weight of offset j is
+        max(0, 1 - |flow - j|), so only builtin ops (conv, abs, relu) are
+        needed and the step converts to TFLite int8. The flow is bounded by
+        dna_kernel // 2 pixels per frame (a smooth tanh bound).
+        """
+        r = float(self.dna_kernel // 2)
+        offsets = ops.convert_to_tensor(
+            np.arange(-(self.dna_kernel // 2), self.dna_kernel // 2 + 1, dtype="float32"))
+        flow = r * ops.tanh(maps[..., :2] / r)
+        vertical = ops.relu(1.0 - ops.abs(flow[..., :1] - offsets))
+        horizontal = ops.relu(1.0 - ops.abs(flow[..., 1:2] - offsets))
+        warped = self._shift(self._shift(frame, vertical, axis=1), horizontal, axis=2)
+        gate = ops.tanh(maps[..., 2:3])
+        residual = 0.5 * ops.tanh(maps[..., 3:])
+        return ops.clip(frame + gate * (warped - frame) + residual, 0.0, 1.0)
 
     def _transform(self, frame, kernels):
         """Applies each clip's own `n` normalised kernels to its frame (CDNA).
