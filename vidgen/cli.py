@@ -6,6 +6,7 @@ Example:
     vidgen data preview data/digits64 --out clips.gif
     vidgen config --preset quick --set data.frame_size=32
     vidgen postprocess train-denoiser runs/quick --minutes 5
+    vidgen score runs/natural --input camera.mp4 --out scores.csv --plot scores.png
 """
 
 from __future__ import annotations
@@ -174,6 +175,20 @@ def _cmd_generate(args) -> int:
     return 0
 
 
+def _cmd_score(args) -> int:
+    from vidgen.score import score_video
+
+    result = score_video(args.run_dir, args.input, args.out, plot=args.plot,
+                         context=args.context, peaks=args.peaks)
+    last = result["first_scored"] + result["frames_scored"] - 1
+    peaks = ", ".join(f"frame {p['frame']} ({p['score']:.2f})" for p in result["peaks"])
+    print(f"Scored {result['frames_scored']} frames ({result['first_scored']}-{last}, after "
+          f"{result['context']} of context) at {result['ms_per_frame']:.1f} ms per frame "
+          f"(model step; {result['ms_per_frame_total']:.1f} with decoding); top peaks: "
+          f"{peaks or 'none'}; wrote {', '.join(result['written'])}")
+    return 0
+
+
 def _cmd_train_denoiser(args) -> int:
     from vidgen.postprocess.training import train_denoiser
 
@@ -283,6 +298,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--interpolate-method", default="flow", choices=("flow", "linear"),
                    help="optical flow (default) or linear cross-fade")
     p.set_defaults(func=_cmd_generate)
+
+    p = sub.add_parser("score", help="per-frame anomaly scores of a video from prediction error")
+    p.add_argument("run_dir", help="a run directory made by `vidgen train`")
+    p.add_argument("--input", required=True, help="video file, folder of frames or .npy clip")
+    p.add_argument("--out", required=True, help="output .csv, one row per scored frame")
+    p.add_argument("--plot", default=None, help="also write a .png of the score over time")
+    p.add_argument("--context", type=int, default=0,
+                   help="frames fed before the first scored frame (default: the run's context)")
+    p.add_argument("--peaks", type=int, default=5, help="peaks to report and mark (default 5)")
+    p.set_defaults(func=_cmd_score)
 
     post = sub.add_parser("postprocess", help="post-processing of generated video")
     post_sub = post.add_subparsers(dest="postprocess_command", required=True)
