@@ -37,7 +37,10 @@ def test_run_directory_holds_everything(run_dir):
 
 def test_metrics_json_compares_model_with_baselines(run_dir):
     report = json.load(open(os.path.join(run_dir, "metrics.json")))
-    assert set(report["results"]) == {"model", "copy_last", "black"}
+    # Digits are dark: the all-black frame is kept beside copy-last and flow extrapolation.
+    assert set(report["results"]) == {"model", "copy_last", "flow", "black"}
+    assert report["black_frame"]["included"]
+    assert report["best_baseline"]["mse"] in {"copy_last", "flow", "black"}
     assert report["clips"] == 4 and report["horizon"] == 3
     for result in report["results"].values():
         assert len(result["psnr"]["per_step"]) == 3
@@ -206,7 +209,7 @@ def test_training_calibrates_the_output_floor_and_evaluate_reports_both(tmp_path
     keras.saving.save_model(model, os.path.join(run, "model.keras"))
     report = evaluate(run, progress=False)
     assert report["output_floor"] == pytest.approx(0.3)
-    assert set(report["results"]) == {"model", "model_unfloored", "copy_last", "black"}
+    assert set(report["results"]) == {"model", "model_unfloored", "copy_last", "flow", "black"}
     floored, raw = report["results"]["model"], report["results"]["model_unfloored"]
     assert floored["mse"]["mean"] != raw["mse"]["mean"]
     assert floored["sharpness"]["mean"] != raw["sharpness"]["mean"]
