@@ -186,7 +186,7 @@ def run_tflite(model_path: str, input_path: str, out: str, context: int = 10,
     if horizon <= 0:
         raise VidgenError(f"--horizon must be positive. Received: {horizon}")
     frames, total = load_input_clip(input_path, runner.frame_size, runner.channels,
-                                    context, start)
+                                    context, start, horizon)
     if not 0.0 <= floor < 1.0:
         raise VidgenError(f"--floor must be in [0, 1). Received: {floor}")
     prediction = runner.rollout(frames[:context], horizon, floor=floor)

@@ -82,7 +82,8 @@ def _cmd_predict(args) -> int:
         try:
             spec = client.metadata()[C.PREDICT_UINT8]["inputs"][C.CONTEXT]["shape"]
             frame_size, channels = spec[2], spec[4]
-            frames, _ = load_input_clip(args.input, frame_size, channels, args.context)
+            frames, _ = load_input_clip(args.input, frame_size, channels, args.context,
+                                        horizon=args.horizon)
             context = np.round(frames[None, :args.context] * 255).astype(np.uint8)
             prediction = client.predict(context, args.horizon)[0]
         except ServingError as e:

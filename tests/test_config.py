@@ -72,7 +72,8 @@ def test_bad_values_are_reported(override, message):
 
 
 def test_unknown_preset():
-    with pytest.raises(ConfigError, match="Valid presets: moving_mnist, quick, quick_gan, shapes"):
+    valid = "Valid presets: moving_mnist, natural, quick, quick_gan, shapes"
+    with pytest.raises(ConfigError, match=valid):
         get_preset("fast")
 
 

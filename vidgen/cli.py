@@ -28,7 +28,10 @@ log = logging.getLogger("vidgen")
 
 def add_config_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", default="quick", choices=sorted(PRESETS),
-                        help="named experiment to start from (default: quick)")
+                        action=_PresetAction,
+                        help="named experiment to start from (default: quick, with "
+                             "data.channels=0: the source's own, RGB for videos)")
+    parser.set_defaults(preset_given=False)
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="KEY=VALUE",
                         help="override a config value, e.g. --set data.frame_size=32 "
@@ -37,6 +40,10 @@ def add_config_args(parser: argparse.ArgumentParser) -> None:
 
 def resolve_config(args: argparse.Namespace, source: str | None = None) -> Config:
     overrides = list(args.overrides)
+    if not getattr(args, "preset_given", True):
+        # Without --preset the channels follow the source (RGB for footage, 1 for digits)
+        # instead of the quick preset's grayscale digits; --set data.channels=N still wins.
+        overrides.insert(0, "data.channels=0")
     if source is not None:
         overrides.insert(0, f"data.source={source}")
     return apply_overrides(get_preset(args.preset), overrides)
@@ -52,9 +59,18 @@ def _cmd_prepare(args) -> int:
 
     cfg = resolve_config(args, args.source)
     manifest = prepare(cfg.data, args.out, overwrite=args.overwrite, progress=not args.quiet)
-    counts = ", ".join(f"{k}: {v['clips']} clips from {v['sources']} sources"
-                       for k, v in manifest["splits"].items())
-    print(f"Prepared {args.out}: {counts}; {len(manifest['skipped'])} skipped.")
+    counts = ", ".join(
+        f"{k}: {v['clips']} clips"
+        + (f" ({v['windows']} windows)" if v.get("windows", v["clips"]) != v["clips"] else "")
+        + f" of {v.get('stored_size', manifest['frame_size'])}px from {v['sources']} sources"
+        for k, v in manifest["splits"].items())
+    f = manifest.get("frames", {})
+    dropped = (f"; {f['decoded']} frames decoded, {f['dropped']} dropped ("
+               f"{f['dropped_by_resampling']} by data.fps/frame_stride/max_frames, "
+               f"{f['dropped_in_gaps']} in split gaps, {f['dropped_at_segment_ends']} at "
+               "segment ends)" if "dropped_in_gaps" in f else "")
+    print(f"Prepared {args.out} ({manifest['channels']} channel(s)): {counts}{dropped}; "
+          f"{len(manifest['skipped'])} skipped.")
     for entry in manifest["skipped"]:
         print(f"  skipped {entry['item']} ({entry['split']}): {entry['reason']}")
     return 0

@@ -77,9 +77,11 @@ def test_prepare_video_folder_records_skipped_files(video_dir):
     out = os.path.join(os.path.dirname(video_dir), "prepared")
     manifest = prepared.prepare(cfg.data, out, progress=False)
     assert [s["item"].endswith("zz_broken.mp4") for s in manifest["skipped"]] == [True]
-    # Each 24-frame video gives 4 non-overlapping 5-frame clips.
-    total = sum(v["clips"] for v in manifest["splits"].values())
-    assert total == 4 * 4
+    # A 24-frame training video gives 7 windows 3 frames apart, a val/test one 4 disjoint.
+    assert {s: v["clips"] for s, v in manifest["splits"].items()} == {
+        "train": 2 * 7, "val": 4, "test": 4}
+    assert {s: v["stored_size"] for s, v in manifest["splits"].items()} == {
+        "train": 20, "val": 16, "test": 16}
     assert manifest["source"]["split_mode"] == "by_source"
     written = json.load(open(os.path.join(out, "manifest.json")))
     assert written["skipped"] == manifest["skipped"]

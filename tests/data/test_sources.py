@@ -23,12 +23,13 @@ def _all(source, split):
     return list(source.clips(split))
 
 
-def _check_clips(clips, cfg, min_len=None):
+def _check_clips(clips, cfg, min_len=None, size=None):
     assert clips
     for clip in clips:
         f = clip.frames
         assert f.dtype == np.uint8
-        assert f.shape[1:] == (cfg.data.frame_size, cfg.data.frame_size, cfg.data.channels)
+        side = size or cfg.data.frame_size
+        assert f.shape[1:] == (side, side, cfg.data.channels)
         assert len(f) >= (min_len or cfg.data.window)
 
 
@@ -131,13 +132,17 @@ def test_moving_mnist_npy_standard_layout(tmp_path):
     cfg = tiny_config(source=str(path), frame_size=64)
     source = open_source(cfg.data)
     assert isinstance(source, MovingMNISTNpy) and source.split_mode == "by_source"
-    by_split = {s: [c.id for c in source.clips(s)] for s in ("train", "val", "test")}
-    assert sum(len(v) for v in by_split.values()) == 10
+    assert source.cfg.channels == 1
+    by_split = {s: [c.source for c in source.clips(s)] for s in ("train", "val", "test")}
+    # 20-frame sequences give 4 non-overlapping 5-frame windows each, in every split.
+    assert sum(len(v) for v in by_split.values()) == 40
+    assert len(set().union(*map(set, by_split.values()))) == 10
     assert not set(by_split["train"]) & set(by_split["test"])
     assert not set(by_split["train"]) & set(by_split["val"])
-    clip = next(source.clips("test"))
-    index = int(clip.id[3:])
-    np.testing.assert_array_equal(clip.frames[..., 0], array[:, index])
+    clips = list(source.clips("test"))
+    index = int(clips[1].source[3:])
+    assert clips[1].id == f"{clips[1].source}#5"
+    np.testing.assert_array_equal(clips[1].frames[..., 0], array[5:10, index])
 
 
 @pytest.mark.parametrize("array, message", [
@@ -155,7 +160,8 @@ def test_npy_clip_shorter_than_window(tmp_path):
     path = tmp_path / "seq.npy"
     np.save(path, np.zeros((4, 5, 16, 16), np.uint8))
     source = open_source(tiny_config(source=str(path)).data)
-    with pytest.raises(DataError, match="too short: 4 frames, expected at least"):
+    with pytest.raises(DataError, match=r"too short: 4 frames, expected at least data.context "
+                       r"\+ data.horizon = 5, so use --set data.context=N"):
         _all(source, "train")
 
 
@@ -166,9 +172,12 @@ def test_video_folder_decodes_resizes_and_splits_by_file(video_dir):
     seen = {}
     for split in ("train", "val", "test"):
         clips = _all(source, split)
-        _check_clips(clips, cfg)
-        seen[split] = {c.id for c in clips}
-        assert all(len(c.frames) == 24 for c in clips)
+        # Training windows are stored 1.25x larger, for the zoom augmentation.
+        _check_clips(clips, cfg, size=20 if split == "train" else 16)
+        seen[split] = {c.source for c in clips}
+        assert all(len(c.frames) == 5 for c in clips)
+        # 24 frames: 7 training windows 3 frames apart, or 4 disjoint ones.
+        assert len(clips) == len(seen[split]) * (7 if split == "train" else 4)
     assert len(seen["train"]) == 2 and len(seen["val"]) == 1 and len(seen["test"]) == 1
     assert set.union(*seen.values()) == {os.path.join(video_dir, f"clip{i}.mp4")
                                         for i in range(4)}
@@ -176,13 +185,14 @@ def test_video_folder_decodes_resizes_and_splits_by_file(video_dir):
 
 def test_video_frame_stride_grayscale_and_crop(video_dir):
     path = os.path.join(video_dir, "clip0.mp4")
-    cfg = tiny_config(source=path, frame_stride=2, channels=1, crop="random")
+    cfg = tiny_config(source=path, frame_stride=2, channels=1, crop="random",
+                      val_fraction=0.0, test_fraction=0.0, augment_zoom=0.0)
     source = open_source(cfg.data)
     assert source.split_mode == "by_time"
-    train = _all(source, "train")[0]
-    assert train.frames.shape[1:] == (16, 16, 1)
-    # 12 frames after stride 2; the train segment holds the first 80%.
-    assert len(train.frames) == 9
+    train = _all(source, "train")
+    assert train[0].frames.shape == (5, 16, 16, 1)
+    # 12 frames after stride 2, all for training: windows start at 0, 3, 6.
+    assert [c.id.split("#")[1] for c in train] == ["0", "3", "6"]
 
 
 def test_single_video_is_split_in_time_without_overlap(tmp_path):
@@ -191,8 +201,10 @@ def test_single_video_is_split_in_time_without_overlap(tmp_path):
     path = write_mp4(tmp_path / "one.avi", frames)
     cfg = tiny_config(source=path, channels=3)
     source = open_source(cfg.data)
-    lengths = {s: len(_all(source, s)[0].frames) for s in ("train", "val", "test")}
-    assert lengths == {"train": 48, "val": 6, "test": 6}
+    # train [0, 40) | gap 5 | val [45, 50) | gap 5 | test [55, 60)
+    assert source.plan[0].segments == {"train": (0, 40), "val": (45, 50), "test": (55, 60)}
+    counts = {s: len(_all(source, s)) for s in ("train", "val", "test")}
+    assert counts == {"train": 12, "val": 1, "test": 1}
 
 
 def test_corrupt_video_in_folder_is_skipped_and_recorded(video_dir):
@@ -200,8 +212,8 @@ def test_corrupt_video_in_folder_is_skipped_and_recorded(video_dir):
         f.write(b"this is not a video" * 10)
     cfg = tiny_config(source=video_dir, channels=3, val_fraction=0.2, test_fraction=0.2)
     source = open_source(cfg.data)
-    good = sum(len(_all(source, split)) for split in ("train", "val", "test"))
-    assert good == 4
+    good = {c.source for split in ("train", "val", "test") for c in _all(source, split)}
+    assert len(good) == 4
     assert [s["item"] for s in source.skipped] == [os.path.join(video_dir, "broken.mp4")]
     assert "could not be decoded" in source.skipped[0]["reason"]
 
@@ -210,7 +222,8 @@ def test_every_video_bad_is_an_error(tmp_path):
     for i in range(3):
         (tmp_path / f"bad{i}.mp4").write_bytes(b"\x00" * 64)
     source = open_source(tiny_config(source=str(tmp_path)).data)
-    with pytest.raises(DataError, match="Every clip of .* was unusable"):
+    with pytest.raises(DataError, match="None of the 3 videos of .* is usable; the first "
+                                        "reasons: Video file .*bad0.mp4' could not be decoded"):
         _all(source, "train")
 
 
@@ -236,8 +249,9 @@ def test_frame_folders_natural_order(tmp_path):
     cfg = tiny_config(source=str(tmp_path / "clips"), channels=3)
     source = open_source(cfg.data)
     assert isinstance(source, FrameFolders)
+    assert source.cfg.channels == 3 and source.split_mode == "by_source"
     clips = [c for s in ("train", "val", "test") for c in _all(source, s)]
-    assert len(clips) == 3
+    assert len({c.source for c in clips}) == 3
     # frame10 must follow frame9: the square keeps moving right, frame by frame.
     raw, _ = framelib.read_frame_folder(str(tmp_path / "clips" / "c0"))
     np.testing.assert_array_equal(raw, moving_square(12, 20, 24))

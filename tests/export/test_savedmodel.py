@@ -175,3 +175,70 @@ def test_a_floored_model_serves_floored_frames_and_streams_unfloored_ones(tiny_r
     np.testing.assert_allclose(streamed[C.NEXT_FRAME].numpy(), raw[:, 1], atol=1e-5)
     with open(os.path.join(path, "assets.extra", C.MODEL_CARD)) as f:
         assert json.load(f)["output_floor"]["value"] == pytest.approx(0.45)
+
+
+@pytest.fixture(scope="module")
+def rgb_flow_exported(tmp_path_factory):
+    """(SavedModel path, Keras model) of a tiny RGB model with the footage head ("flow")."""
+    from tests.footage_helpers import make_rgb_flow_run
+    from vidgen.evaluate import load_run
+
+    root = tmp_path_factory.mktemp("rgb_flow")
+    run = make_rgb_flow_run(root / "run")
+    return export_savedmodel(run, str(root / "models"), "footage"), load_run(run)[1]
+
+
+def test_rgb_flow_model_every_signature_matches_keras(rgb_flow_exported):
+    from tests.footage_helpers import rgb_clip
+
+    path, model = rgb_flow_exported
+    loaded = tf.saved_model.load(path)
+    assert set(loaded.signatures) == set(C.SAVEDMODEL_SIGNATURES)
+    context = rgb_clip(2, 4, seed=5)
+    got = loaded.signatures[C.SERVING_DEFAULT](context=tf.constant(context),
+                                               horizon=tf.constant(3))[C.FRAMES].numpy()
+    want = np.asarray(model.rollout(context, 3))
+    assert got.shape == (2, 3, 16, 16, 3)
+    # Not copy-last: the parity below tests the warp, not an identity.
+    assert np.abs(want - context[:, -1:]).max() > 1e-3
+    np.testing.assert_allclose(got, want, atol=1e-5)
+
+    clip8 = np.round(context * 255).astype(np.uint8)
+    got8 = loaded.signatures[C.PREDICT_UINT8](context=tf.constant(clip8),
+                                              horizon=tf.constant(3))[C.FRAMES].numpy()
+    want8 = np.asarray(model.rollout(clip8.astype(np.float32) / 255.0, 3))
+    assert got8.dtype == np.uint8 and got8.shape == (2, 3, 16, 16, 3)
+    assert np.abs(got8.astype(int) - np.round(want8 * 255).astype(int)).max() <= 1
+
+    rng = np.random.default_rng(6)
+    states = [rng.random((2,) + s, dtype=np.float32) for s in model.state_shapes]
+    frame = context[:, 0]
+    feeds = {C.FRAME: frame, **{C.state_name(i): s for i, s in enumerate(states)}}
+    out = loaded.signatures[C.STEP](**{k: tf.constant(v) for k, v in feeds.items()})
+    want_frame, want_states = model.step(frame, states)
+    assert out[C.NEXT_FRAME].shape == (2, 16, 16, 3)
+    np.testing.assert_allclose(out[C.NEXT_FRAME].numpy(), want_frame, atol=1e-5)
+    for i, s in enumerate(want_states):
+        np.testing.assert_allclose(out[C.state_name(i)].numpy(), s, atol=1e-5)
+
+
+def test_rgb_flow_model_runs_in_the_session_loader(rgb_flow_exported, tmp_path):
+    """saved_model_cli run (TF Serving's loader) on RGB input, and the model card says RGB."""
+    from tests.footage_helpers import rgb_clip
+
+    path, model = rgb_flow_exported
+    context = rgb_clip(1, 3, seed=7)
+    np.save(tmp_path / "context.npy", context)
+    np.save(tmp_path / "horizon.npy", np.int32(2))
+    subprocess.run([SAVED_MODEL_CLI, "run", "--dir", path, "--tag_set", "serve",
+                    "--signature_def", "serving_default",
+                    "--inputs", f"context={tmp_path / 'context.npy'};"
+                                f"horizon={tmp_path / 'horizon.npy'}",
+                    "--outdir", str(tmp_path / "out")], capture_output=True, check=True)
+    got = np.load(tmp_path / "out" / "frames.npy")
+    np.testing.assert_allclose(got, np.asarray(model.rollout(context, 2)), atol=1e-5)
+    with open(os.path.join(path, "assets.extra", C.MODEL_CARD)) as f:
+        card = json.load(f)
+    assert card["frames"]["channels"] == 3
+    assert card["signatures"]["serving_default"]["inputs"]["context"]["shape"][-1] == 3
+    assert card["config"]["model"]["head"] == "flow"

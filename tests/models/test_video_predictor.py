@@ -143,7 +143,7 @@ def test_output_floor_applies_to_returned_frames_only(tmp_path):
     (dict(frame_size=18), "frame_size must be a positive multiple of 4"),
     (dict(channels=2), "channels must be 1 or 3"),
     (dict(cell="rnn"), "cell must be one of"),
-    (dict(head="flow"), "head must be one of"),
+    (dict(head="warp"), "head must be one of"),
     (dict(dna_kernel=4), "dna_kernel must be a positive odd number"),
     (dict(horizon=0), "horizon must be positive"),
     (dict(output_floor=1.0), "output_floor must be in"),

@@ -6,6 +6,14 @@ exception: normalisation to float32 happens after batching, see
 `make_dataset`. Each transform below is a pure function of tensors, usable
 eagerly and inside `Dataset.map`.
 
+Where windows come from: a source (or `prepare`) cuts long clips into
+windows of `stored_length` frames, overlapping for training
+(`data.window_stride`), disjoint for validation and test; this pipeline cuts
+each stored clip into consecutive, non-overlapping windows of context +
+horizon frames (one per clip with the default `clip_length=0`). Training
+clips of footage are stored larger than `frame_size`: each training window
+gets a random zoom crop (`random_zoom_crop`), other splits are resized whole.
+
 Example:
 
     from vidgen.data.pipeline import make_dataset
@@ -24,7 +32,13 @@ import tensorflow as tf
 
 from vidgen.config import Config
 from vidgen.data import prepared
-from vidgen.data.sources import MANIFEST_NAME, GeneratedSource, check_split, open_source
+from vidgen.data.sources import (
+    MANIFEST_NAME,
+    FileSource,
+    GeneratedSource,
+    check_split,
+    open_source,
+)
 from vidgen.errors import DataError
 
 
@@ -55,32 +69,98 @@ def random_flip(clip, seed):
     return tf.cond(flip, lambda: tf.reverse(clip, axis=[2]), lambda: clip)
 
 
+def _to_uint8(frames):
+    return tf.cast(tf.clip_by_value(tf.round(frames), 0.0, 255.0), tf.uint8)
+
+
+def zoom_range(stored: int, size: int, zoom: float) -> tuple[int, int]:
+    """Smallest and largest side of the square crops `random_zoom_crop` takes."""
+    return max(size, min(stored, int(round(stored / (1.0 + zoom))))), stored
+
+
+def random_zoom_crop(clip, size: int, zoom: float, seed):
+    """A random square crop, the same for every frame, resized to `size` x `size`.
+
+    The crop side is uniform in `zoom_range(S, size, zoom)` for stored frames
+    of side S (a zoom of up to S / size), its position uniform; resizing is
+    bilinear with antialiasing. The output shape is static.
+
+    Args:
+        clip: uint8 (T, S, S, C) with a static S >= size.
+        size: output side.
+        zoom: the largest crop is S, the smallest S / (1 + zoom) (at least `size`).
+        seed: int32 pair for the stateless random ops.
+
+    Returns:
+        uint8 (T, size, size, C).
+    """
+    stored = int(clip.shape[1])
+    low, high = zoom_range(stored, size, zoom)
+    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int32), 3)
+    side = tf.random.stateless_uniform([], seeds[0], minval=low, maxval=high + 1,
+                                       dtype=tf.int32)
+    room = tf.cast(stored - side + 1, tf.float32)
+    top = tf.cast(tf.random.stateless_uniform([], seeds[1]) * room, tf.int32)
+    left = tf.cast(tf.random.stateless_uniform([], seeds[2]) * room, tf.int32)
+    crop = clip[:, top:top + side, left:left + side]
+    out = tf.image.resize(crop, [size, size], method="bilinear", antialias=True)
+    return tf.ensure_shape(_to_uint8(out), [clip.shape[0], size, size, clip.shape[3]])
+
+
+def resize_clip(clip, size: int):
+    """Resizes every frame of a uint8 (T, S, S, C) clip to (size, size), antialiased."""
+    out = tf.image.resize(clip, [size, size], method="bilinear", antialias=True)
+    return tf.ensure_shape(_to_uint8(out), [clip.shape[0], size, size, clip.shape[3]])
+
+
+def augment(clip, seed, size: int, zoom: float, flip: bool):
+    """Training augmentation of one window: zoom crop to `size` (when stored larger), flip.
+
+    Args:
+        clip: uint8 (T, S, S, C), S static.
+        seed: int32 pair; the flip uses it as `random_flip` does, the crop a
+            value derived from it.
+        size: output side.
+        zoom: see `random_zoom_crop`.
+        flip: also apply `random_flip`.
+    """
+    if int(clip.shape[1]) != size:
+        clip = random_zoom_crop(clip, size, zoom,
+                                tf.random.experimental.stateless_fold_in(seed, 1))
+    return random_flip(clip, seed) if flip else clip
+
+
 def split_context_batch(clips, context: int):
     """A batch of windows (B, context + horizon, ...) -> (context frames, target frames)."""
     return clips[:, :context], clips[:, context:]
 
 
 def _clip_dataset(cfg: Config, split: str, num_shards: int, shard_index: int):
+    """(dataset of uint8 stored clips of `split`, side of their frames)."""
     data = cfg.data
     source_path = data.source
     if os.path.isdir(source_path) and os.path.isfile(os.path.join(source_path, MANIFEST_NAME)):
         manifest = prepared.read_manifest(source_path)
         found = (manifest["frame_size"], manifest["channels"])
-        if found != (data.frame_size, data.channels):
+        if found[0] != data.frame_size or (data.channels and found[1] != data.channels):
             raise DataError(
                 f"Prepared dataset {source_path!r} holds {found[0]}x{found[0]} frames with "
                 f"{found[1]} channel(s); the config expects {data.frame_size}x{data.frame_size} "
-                f"with {data.channels}. Set data.frame_size/data.channels to match or prepare "
-                "it again.")
+                f"with {data.channels or found[1]}, so use --set data.frame_size={found[0]} "
+                f"--set data.channels={found[1]} (or 0: the dataset's) or prepare it again.")
         if manifest["clip_length"] < data.window:
             raise DataError(
                 f"Prepared dataset {source_path!r} stores clips of {manifest['clip_length']} "
                 f"frames; context + horizon = {data.window} needs longer ones. Prepare it "
                 f"again with data.clip_length={data.window} or more.")
-        return prepared.clip_dataset(source_path, split, manifest, num_shards, shard_index,
-                                     interleave=split == "train")
+        ds = prepared.clip_dataset(source_path, split, manifest, num_shards, shard_index,
+                                   interleave=split == "train")
+        return ds, prepared.stored_size(manifest, split), manifest["channels"]
     source = open_source(data)
-    signature = tf.TensorSpec((None, data.frame_size, data.frame_size, data.channels), tf.uint8)
+    if isinstance(source, FileSource):
+        source.plan  # noqa: B018 - a split with too few windows fails here, not mid-training
+    size, channels = source.stored_size(split), source.cfg.channels
+    signature = tf.TensorSpec((None, size, size, channels), tf.uint8)
     # Generated sources make clip i from (seed, split, i): each reader generates only
     # its own clips instead of generating everything and discarding the rest.
     generated = isinstance(source, GeneratedSource)
@@ -93,7 +173,7 @@ def _clip_dataset(cfg: Config, split: str, num_shards: int, shard_index: int):
     ds = tf.data.Dataset.from_generator(generate, output_signature=signature)
     if num_shards > 1 and not generated:
         ds = ds.shard(num_shards, shard_index)
-    return ds
+    return ds, size, channels
 
 
 def make_dataset(cfg: Config, split: str,
@@ -136,10 +216,10 @@ def make_dataset(cfg: Config, split: str,
         shard_index = input_context.input_pipeline_id
         per_replica = input_context.get_per_replica_batch_size(global_batch)
 
-    length, stride = data.window, data.window_stride or data.window
-    context = data.context
-    ds = _clip_dataset(cfg, split, num_shards, shard_index)
-    ds = ds.flat_map(lambda clip: windows(clip, length, stride))
+    length, context = data.window, data.context
+    ds, stored, channels = _clip_dataset(cfg, split, num_shards, shard_index)
+    ds = ds.flat_map(lambda clip: windows(clip, length, length))
+    ds = ds.map(lambda clip: tf.ensure_shape(clip, (length, stored, stored, channels)))
     # Clips stay uint8 until they are batched: the shuffle buffer is 4x smaller and
     # float32 tensors are made once per batch instead of once per clip. Measured on
     # a 2-core CPU, per-clip float32 copies of 64x64x20 windows (327 KB each, above
@@ -149,12 +229,16 @@ def make_dataset(cfg: Config, split: str,
                         reshuffle_each_iteration=True)
     if repeat:
         ds = ds.repeat()
-    if data.augment_flip and training:
+    size = data.frame_size
+    if training and (data.augment_flip or stored != size):
         seeds = tf.data.Dataset.random(seed=data.seed + shard_index).batch(2)
         ds = tf.data.Dataset.zip((ds, seeds)).map(
-            lambda clip, seed: random_flip(clip, tf.cast(seed % (2**31 - 1), tf.int32)),
+            lambda clip, seed: augment(clip, tf.cast(seed % (2**31 - 1), tf.int32), size,
+                                       data.augment_zoom, data.augment_flip),
             num_parallel_calls=tf.data.AUTOTUNE)
-    shape = (length, data.frame_size, data.frame_size, data.channels)
+    elif stored != size:
+        ds = ds.map(lambda clip: resize_clip(clip, size), num_parallel_calls=tf.data.AUTOTUNE)
+    shape = (length, size, size, channels)
     ds = ds.map(lambda clip: tf.ensure_shape(clip, shape))
     ds = ds.batch(per_replica, drop_remainder=training)
     ds = ds.map(lambda clips: split_context_batch(normalize(clips), context),

@@ -1,7 +1,12 @@
 """Prepared datasets: sharded, GZIP-compressed TFRecord files plus a JSON manifest.
 
 `prepare` converts any source into `OUT/{split}-NNNNN.tfrecord.gz` shards of
-fixed-length uint8 clips and `OUT/manifest.json`. Every shard and the
+fixed-length uint8 clips and `OUT/manifest.json`. File sources are planned
+first (`FileSource.plan`): a split that would get too few windows stops
+`prepare` before anything is written. The manifest records, per split, the
+clips, the windows the pipeline cuts from them and the side of the stored
+frames (training clips of footage are stored larger, for the zoom
+augmentation), and how many decoded frames ended in no window. Every shard and the
 manifest are written under a temporary name and renamed when complete, and
 the manifest comes last: a directory without a manifest is unfinished and
 no reader takes it for a dataset. Rerunning the same command keeps the
@@ -30,7 +35,7 @@ from vidgen.data.sources import (
     MANIFEST_NAME,
     SPLITS,
     Clip,
-    GeneratedSource,
+    FileSource,
     Source,
     check_split,
     open_source,
@@ -42,7 +47,11 @@ FORMAT = "vidgen-tfrecord-v1"
 STATE_NAME = ".prepare-state.json"
 COMPRESSION = "GZIP"
 # Config fields that do not change what prepare writes.
-_READ_ONLY_FIELDS = ("context", "horizon", "window_stride", "augment_flip", "shuffle_buffer")
+_READ_ONLY_FIELDS = ("context", "horizon", "window_stride", "augment_flip", "shuffle_buffer",
+                     "min_split_windows")
+# Fields that only file sources read; the fingerprint of other sources leaves them
+# out, so a dataset prepared before they existed is still recognised.
+_FILE_SOURCE_FIELDS = ("eval_stride", "split_mode", "split_gap", "fps", "augment_zoom")
 
 
 def read_manifest(directory: str) -> dict[str, Any]:
@@ -63,11 +72,16 @@ def read_manifest(directory: str) -> dict[str, Any]:
     return manifest
 
 
-def _fingerprint(cfg: DataConfig) -> dict[str, Any]:
+def _fingerprint(source: Source) -> dict[str, Any]:
+    cfg = source.cfg
     values = dataclasses.asdict(cfg)
-    for name in _READ_ONLY_FIELDS:
+    for name in _READ_ONLY_FIELDS + _FILE_SOURCE_FIELDS:
         values.pop(name)
     values["clip_length"] = cfg.stored_length
+    if isinstance(source, FileSource):
+        values.update(window_stride=source.train_stride, eval_stride=source.eval_stride,
+                      split_mode=cfg.split_mode, split_gap=cfg.gap, fps=cfg.fps,
+                      stored_size=source.stored_size("train"))
     return values
 
 
@@ -96,15 +110,6 @@ def parse_record(record, frame_size: int, channels: int):
     frames = tf.io.decode_raw(example["frames"], tf.uint8)
     frames = tf.reshape(frames, tf.cast(example["shape"], tf.int32))
     return tf.ensure_shape(frames, [None, frame_size, frame_size, channels])
-
-
-def _segments(clip: Clip, length: int) -> list[Clip]:
-    """Cuts a clip into non-overlapping segments of `length` frames (the rest is dropped)."""
-    n = len(clip.frames) // length
-    if n == 1 and len(clip.frames) == length:
-        return [clip]
-    return [Clip(f"{clip.id}#{i * length}", clip.frames[i * length:(i + 1) * length])
-            for i in range(n)]
 
 
 class _ShardWriter:
@@ -143,26 +148,31 @@ def prepare(cfg: DataConfig, out: str, overwrite: bool = False,
 
     Args:
         cfg: data configuration; `source`, `frame_size`, `channels`,
-            `clip_length` (or context + horizon) and the split settings
-            decide what is written.
+            `clip_length` (or context + horizon), the window strides and
+            the split settings decide what is written.
         out: output directory (created).
         overwrite: replace a finished dataset made with other settings.
-        progress: show a progress bar per split.
+        progress: show a progress bar.
 
     Returns:
-        The manifest.
+        The manifest: per split `clips`, `windows` (what the pipeline cuts
+        from them), `sources`, `stored_size` and `shards`; `frames` counts
+        the frames decoded, kept after resampling, in windows and dropped.
 
     Raises:
-        DataError: for an unusable source, or `out` holding a different
-            dataset without `overwrite`.
+        DataError: for an unusable source (before anything is written when
+            a split would get too few windows), or `out` holding a
+            different dataset without `overwrite`.
     """
     cfg.validate()
     source = open_source(cfg)
+    cfg = source.cfg
     if os.path.isfile(os.path.join(os.path.abspath(cfg.source), MANIFEST_NAME)) and (
             os.path.abspath(cfg.source) == os.path.abspath(out)):
         raise DataError(f"Cannot prepare {out!r} from itself.")
-    os.makedirs(out, exist_ok=True)
-    fingerprint = _fingerprint(cfg)
+    if isinstance(source, FileSource):
+        source.plan  # noqa: B018 - refuses a source with too few windows before writing
+    fingerprint = _fingerprint(source)
     manifest_path = os.path.join(out, MANIFEST_NAME)
     if os.path.isfile(manifest_path):
         existing = read_manifest(out)
@@ -173,6 +183,7 @@ def prepare(cfg: DataConfig, out: str, overwrite: bool = False,
                 f"{out!r} already holds a prepared dataset made with other settings; "
                 "pass --overwrite to replace it or choose another --out.")
         os.remove(manifest_path)
+    os.makedirs(out, exist_ok=True)
     state_path = os.path.join(out, STATE_NAME)
     keep: set[str] = set()
     try:
@@ -187,31 +198,42 @@ def prepare(cfg: DataConfig, out: str, overwrite: bool = False,
             os.remove(path)
     write_json_atomic(state_path, {"fingerprint": fingerprint}, sort_keys=True)
 
+    writers = {split: _ShardWriter(out, split, cfg.shard_size, keep) for split in SPLITS}
+    sources: dict[str, set[str]] = {split: set() for split in SPLITS}
+    bar = tqdm(source.all_clips(), total=source.planned_clips(), desc="prepare", unit="clip",
+               disable=not progress, leave=False)
+    stored, last = 0, None
+    for split, clip in bar:
+        if last not in (None, split) and not isinstance(source, FileSource):
+            # Split after split: the finished split's last shard is complete now.
+            writers[last].flush()
+        last = split
+        writers[split].add(clip)
+        sources[split].add(clip.source or clip.id)
+        stored += len(clip.frames)
+    per_window = cfg.stored_length // cfg.window
     splits: dict[str, Any] = {}
-    for split in SPLITS:
-        writer = _ShardWriter(out, split, cfg.shard_size, keep)
-        limit = cfg.train_clips if isinstance(source, GeneratedSource) else None
-        total = source.count(split) if isinstance(source, GeneratedSource) else None
-        clips = source.clips(split, limit=limit)
-        sources = 0
-        bar = tqdm(clips, total=total, desc=f"prepare {split}", unit="clip",
-                   disable=not progress, leave=False)
-        for clip in bar:
-            sources += 1
-            for segment in _segments(clip, cfg.stored_length):
-                writer.add(segment)
+    for split, writer in writers.items():
         writer.flush()
-        splits[split] = {"clips": sum(s["clips"] for s in writer.shards),
-                         "sources": sources, "shards": writer.shards}
+        clips = sum(s["clips"] for s in writer.shards)
+        splits[split] = {"clips": clips, "windows": clips * per_window,
+                         "sources": len(sources[split]),
+                         "stored_size": source.stored_size(split), "shards": writer.shards}
     if splits["train"]["clips"] == 0:
         raise DataError(
             f"Source {cfg.source!r} gave no training clip of {cfg.stored_length} frames.")
+    if isinstance(source, FileSource):
+        source.check_written({s: v["windows"] for s, v in splits.items()})
+        frames = dict(source.frame_counts)
+    else:
+        frames = {"decoded": stored, "kept": stored, "in_windows": stored, "dropped": 0}
     manifest = {
         "format": FORMAT,
         "frame_size": cfg.frame_size,
         "channels": cfg.channels,
         "clip_length": cfg.stored_length,
         "splits": splits,
+        "frames": frames,
         "source": source.describe(),
         "skipped": source.skipped,
         "fingerprint": fingerprint,
@@ -221,6 +243,11 @@ def prepare(cfg: DataConfig, out: str, overwrite: bool = False,
     write_json_atomic(manifest_path, manifest, sort_keys=True)
     os.remove(state_path)
     return manifest
+
+
+def stored_size(manifest: dict, split: str) -> int:
+    """Side of the frames stored for `split` (manifests before per-split sizes: frame_size)."""
+    return int(manifest["splits"][split].get("stored_size", manifest["frame_size"]))
 
 
 def _version() -> str:
@@ -265,7 +292,7 @@ def clip_dataset(directory: str, split: str, manifest: dict, num_shards: int = 1
     if num_shards > 1 and len(files) < num_shards:
         # Too few files to give each reader its own: divide the records instead.
         ds = ds.shard(num_shards, shard_index)
-    size, channels = manifest["frame_size"], manifest["channels"]
+    size, channels = stored_size(manifest, split), manifest["channels"]
     return ds.map(lambda r: parse_record(r, size, channels),
                   num_parallel_calls=tf.data.AUTOTUNE)
 
@@ -276,8 +303,14 @@ class PreparedSource(Source):
     kind = "prepared"
 
     def __init__(self, cfg: DataConfig):
-        super().__init__(cfg)
         self.manifest = read_manifest(cfg.source)
+        super().__init__(cfg)
+
+    def own_channels(self, cfg):
+        return int(self.manifest["channels"])
+
+    def stored_size(self, split):
+        return stored_size(self.manifest, split)
 
     def clips(self, split, num_shards=1, shard_index=0, limit=None):
         check_split(split)

@@ -291,6 +291,11 @@ def train(cfg: Optional[Config], run_dir: str, resume: bool = False,
         own_dir = multiworker.worker_dir(run_dir, task_type, task_id, chief)
         print(f"Multi-worker task {task_type} {task_id} ({'chief' if chief else 'worker'}); "
               f"writes to {own_dir}")
+    if cfg is not None:
+        from vidgen.data.sources import resolve_channels
+
+        # data.channels=0 (auto) becomes the source's count before config.json is written.
+        cfg = dataclasses.replace(cfg, data=resolve_channels(cfg.data))
     cfg = prepare_run_dir(cfg, own_dir, resume, writer=chief)
     paths = RunPaths(run_dir)
     t = cfg.train
