@@ -165,9 +165,11 @@ def _cmd_evaluate(args) -> int:
         from vidgen.postprocess.evaluation import table
 
         print(table(report["postprocess"]))
-    reduction = report["model_vs_best_baseline"]["mse_reduction"]
+    versus = report["model_vs_best_baseline"]
+    reduction = versus["mse_reduction"]
     relation = "below" if reduction >= 0 else "above"
-    print(f"MSE {100 * abs(reduction):.1f}% {relation} the better baseline; "
+    print(f"MSE {100 * abs(reduction):.1f}% {relation} the best baseline "
+          f"({versus.get('baseline', 'copy_last')}); "
           f"{report['flops_per_sequence'] / 1e9:.2f} GFLOPs per sequence; "
           f"wrote {os.path.join(args.out or args.run_dir, 'metrics.json')}")
     return 0

@@ -87,6 +87,12 @@ class DataConfig:
             position), resized to `frame_size`; 0: no zoom. Validation and
             test are stored at `frame_size`, never augmented.
         augment_flip: random horizontal flips of training clips.
+        augment_pan: synthetic camera motion for training windows stored
+            larger than `frame_size` (footage, `augment_zoom` > 0): the crop
+            moves at a random constant velocity of up to this many output
+            pixels per frame (sub-pixel, bilinear), as far as the stored
+            frame allows; 0: a still crop.
+        augment_reverse: play training windows backwards with probability 1/2.
         shuffle_buffer: clips held in the training shuffle buffer.
         shard_size: clips per TFRecord shard written by `prepare`.
         seed: seed of every random choice in the data layer.
@@ -117,6 +123,8 @@ class DataConfig:
     max_frames: int = 0
     augment_zoom: float = 0.25
     augment_flip: bool = False
+    augment_pan: float = 0.0
+    augment_reverse: bool = False
     shuffle_buffer: int = 1024
     shard_size: int = 1024
     seed: int = 1234
@@ -153,6 +161,9 @@ class DataConfig:
             raise ConfigError(
                 "data.split_mode must be 'auto', 'by_source' or 'by_time'. Received: "
                 f"data.split_mode={self.split_mode!r}")
+        if self.augment_pan < 0:
+            raise ConfigError(
+                f"data.augment_pan must be >= 0. Received: data.augment_pan={self.augment_pan}")
         if not 0.0 <= self.augment_zoom <= 1.0:
             raise ConfigError(
                 f"data.augment_zoom must be in [0, 1]. Received: {self.augment_zoom}")

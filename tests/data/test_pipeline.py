@@ -127,3 +127,54 @@ def test_per_worker_sharding_and_per_replica_batch():
 def test_bad_split():
     with pytest.raises(DataError, match="split must be one of"):
         pipeline.make_dataset(tiny_config(), "validation")
+
+
+def _texture(side=40, frames=8, seed=0):
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    image = cv2.GaussianBlur((rng.random((side, side, 3)) * 255).astype(np.uint8), (7, 7), 0)
+    return np.repeat(image[None], frames, axis=0)
+
+
+def _shifts(clip):
+    import cv2
+
+    gray = clip.astype(np.float32).mean(-1)
+    return np.array([cv2.phaseCorrelate(gray[i], gray[i + 1])[0] for i in range(len(gray) - 1)])
+
+
+def test_random_pan_crop_moves_at_one_bounded_velocity_eager_and_in_map():
+    clip = tf.constant(_texture())
+    seeds = [tf.constant([s, 3]) for s in range(6)]
+    outs = [pipeline.random_pan_crop(clip, 32, 0.25, 1.0, s).numpy() for s in seeds]
+    assert all(o.shape == (8, 32, 32, 3) and o.dtype == np.uint8 for o in outs)
+    speeds = []
+    for out in outs:
+        shifts = _shifts(out)
+        # One constant velocity per window, never above the bound (1 px per frame).
+        assert np.abs(shifts - shifts.mean(0)).max() < 0.15
+        assert np.abs(shifts.mean(0)).max() <= 1.0 + 0.1
+        speeds.append(np.abs(shifts.mean(0)).max())
+    assert max(speeds) > 0.2                              # it does pan
+    # Deterministic per seed, and the same inside Dataset.map.
+    again = pipeline.random_pan_crop(clip, 32, 0.25, 1.0, seeds[1]).numpy()
+    np.testing.assert_array_equal(again, outs[1])
+    ds = tf.data.Dataset.from_tensors(clip).map(
+        lambda c: pipeline.random_pan_crop(c, 32, 0.25, 1.0, tf.constant([1, 3])))
+    mapped = next(iter(ds)).numpy()
+    assert mapped.shape == (8, 32, 32, 3)
+    np.testing.assert_allclose(mapped.astype(float), outs[1].astype(float), atol=1)
+
+
+def test_random_pan_crop_without_room_stands_still():
+    clip = tf.constant(_texture(side=32))                 # stored == output: no room to move
+    out = pipeline.random_pan_crop(clip, 32, 0.0, 2.0, tf.constant([0, 1])).numpy()
+    np.testing.assert_allclose(out.astype(float), _texture(side=32).astype(float), atol=1)
+
+
+def test_random_reverse_plays_backwards_or_not():
+    clip = tf.constant(np.arange(6, dtype=np.uint8).reshape(6, 1, 1, 1))
+    seen = {tuple(pipeline.random_reverse(clip, tf.constant([s, 0])).numpy().ravel())
+            for s in range(12)}
+    assert seen == {(0, 1, 2, 3, 4, 5), (5, 4, 3, 2, 1, 0)}

@@ -107,14 +107,61 @@ def random_zoom_crop(clip, size: int, zoom: float, seed):
     return tf.ensure_shape(_to_uint8(out), [clip.shape[0], size, size, clip.shape[3]])
 
 
+def random_pan_crop(clip, size: int, zoom: float, pan: float, seed):
+    """`random_zoom_crop` whose crop moves at a random constant velocity: a camera pan.
+
+    The velocity is uniform in [-pan, pan] output pixels per frame on each
+    axis, reduced where the stored frame leaves too little room for the whole
+    window's path; the start is uniform among the positions that keep every
+    frame's crop inside the stored frame. Sampling is bilinear at sub-pixel
+    positions (`tf.image.crop_and_resize`). The output shape is static.
+
+    Args:
+        clip: uint8 (T, S, S, C) with a static S >= size.
+        size: output side.
+        zoom: see `random_zoom_crop`.
+        pan: largest speed, in output pixels per frame.
+        seed: int32 pair for the stateless random ops.
+
+    Returns:
+        uint8 (T, size, size, C).
+    """
+    length, stored = int(clip.shape[0]), int(clip.shape[1])
+    low, high = zoom_range(stored, size, zoom)
+    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int32), 4)
+    side = tf.random.stateless_uniform([], seeds[0], minval=float(low), maxval=float(high))
+    room = float(stored) - side                         # stored pixels the crop can travel
+    steps = float(max(length - 1, 1))
+    # Output pixels per frame -> stored pixels per frame, bounded by the room.
+    limit = tf.minimum(pan * side / size, room / steps)
+    velocity = tf.random.stateless_uniform([2], seeds[1], minval=-1.0, maxval=1.0) * limit
+    travel = tf.abs(velocity) * steps
+    start = tf.random.stateless_uniform([2], seeds[2]) * (room - travel)
+    start = start + tf.maximum(-velocity * steps, 0.0)
+    t = tf.range(length, dtype=tf.float32)[:, None]
+    corner = start[None, :] + t * velocity[None, :]       # (T, 2): top, left in pixels
+    scale = float(stored - 1)
+    boxes = tf.concat([corner, corner + side - 1.0], axis=1) / scale
+    out = tf.image.crop_and_resize(tf.cast(clip, tf.float32), boxes,
+                                   tf.range(length, dtype=tf.int32), [size, size])
+    return tf.ensure_shape(_to_uint8(out), [length, size, size, clip.shape[3]])
+
+
+def random_reverse(clip, seed):
+    """Plays a window backwards with probability 1/2."""
+    back = tf.random.stateless_uniform([], seed=seed) < 0.5
+    return tf.cond(back, lambda: tf.reverse(clip, axis=[0]), lambda: clip)
+
+
 def resize_clip(clip, size: int):
     """Resizes every frame of a uint8 (T, S, S, C) clip to (size, size), antialiased."""
     out = tf.image.resize(clip, [size, size], method="bilinear", antialias=True)
     return tf.ensure_shape(_to_uint8(out), [clip.shape[0], size, size, clip.shape[3]])
 
 
-def augment(clip, seed, size: int, zoom: float, flip: bool):
-    """Training augmentation of one window: zoom crop to `size` (when stored larger), flip.
+def augment(clip, seed, size: int, zoom: float, flip: bool, pan: float = 0.0,
+            reverse: bool = False):
+    """Training augmentation of one window: zoom (and pan) crop to `size`, flip, reverse.
 
     Args:
         clip: uint8 (T, S, S, C), S static.
@@ -123,10 +170,15 @@ def augment(clip, seed, size: int, zoom: float, flip: bool):
         size: output side.
         zoom: see `random_zoom_crop`.
         flip: also apply `random_flip`.
+        pan: largest synthetic camera speed (`random_pan_crop`; 0: a still crop).
+        reverse: also apply `random_reverse`.
     """
     if int(clip.shape[1]) != size:
-        clip = random_zoom_crop(clip, size, zoom,
-                                tf.random.experimental.stateless_fold_in(seed, 1))
+        crop_seed = tf.random.experimental.stateless_fold_in(seed, 1)
+        clip = (random_pan_crop(clip, size, zoom, pan, crop_seed) if pan
+                else random_zoom_crop(clip, size, zoom, crop_seed))
+    if reverse:
+        clip = random_reverse(clip, tf.random.experimental.stateless_fold_in(seed, 2))
     return random_flip(clip, seed) if flip else clip
 
 
@@ -230,11 +282,12 @@ def make_dataset(cfg: Config, split: str,
     if repeat:
         ds = ds.repeat()
     size = data.frame_size
-    if training and (data.augment_flip or stored != size):
+    if training and (data.augment_flip or data.augment_reverse or stored != size):
         seeds = tf.data.Dataset.random(seed=data.seed + shard_index).batch(2)
         ds = tf.data.Dataset.zip((ds, seeds)).map(
             lambda clip, seed: augment(clip, tf.cast(seed % (2**31 - 1), tf.int32), size,
-                                       data.augment_zoom, data.augment_flip),
+                                       data.augment_zoom, data.augment_flip,
+                                       data.augment_pan, data.augment_reverse),
             num_parallel_calls=tf.data.AUTOTUNE)
     elif stored != size:
         ds = ds.map(lambda clip: resize_clip(clip, size), num_parallel_calls=tf.data.AUTOTUNE)

@@ -47,8 +47,8 @@ FORMAT = "vidgen-tfrecord-v1"
 STATE_NAME = ".prepare-state.json"
 COMPRESSION = "GZIP"
 # Config fields that do not change what prepare writes.
-_READ_ONLY_FIELDS = ("context", "horizon", "window_stride", "augment_flip", "shuffle_buffer",
-                     "min_split_windows")
+_READ_ONLY_FIELDS = ("context", "horizon", "window_stride", "augment_flip", "augment_pan",
+                     "augment_reverse", "shuffle_buffer", "min_split_windows")
 # Fields that only file sources read; the fingerprint of other sources leaves them
 # out, so a dataset prepared before they existed is still recognised.
 _FILE_SOURCE_FIELDS = ("eval_stride", "split_mode", "split_gap", "fps", "augment_zoom")
