@@ -355,7 +355,8 @@ def markdown(results: dict[str, Any]) -> str:
     out.append("| clip | frames (after data.fps) | train frames | val frames | test frames |")
     out.append("|---|---:|---|---|---|")
     for clip in ts["frame_ranges"]:
-        spans = [f"{clip[k][0]}-{clip[k][1] - 1}" if clip.get(k) else "-"
+        spans = [f"{clip[k][0]}-{clip[k][1] - 1}" if clip.get(k) and clip[k][1] > clip[k][0]
+                 else "none"
                  for k in ("train", "val", "test")]
         out.append(f"| {clip['clip']} | {clip['frames']} | " + " | ".join(spans) + " |")
     out.append("")
