@@ -40,7 +40,7 @@ logger = logging.getLogger(__name__)
 _CHANNEL_NAMES = {1: "grayscale", 3: "RGB"}
 
 
-def _check_kind(path: str) -> str:
+def check_input_kind(path: str) -> str:
     """"folder", "npy" or "video"; raises DataError for a missing or unsupported input."""
     if not os.path.exists(path):
         raise DataError(f"Input {path!r} does not exist: expected a video file, a folder of "
@@ -90,7 +90,7 @@ def _npy_to_uint8(path: str, array: np.ndarray) -> np.ndarray:
 
 def read_clip(path: str) -> np.ndarray:
     """Reads a video file, a frame folder or an .npy clip as uint8 frames (T, H, W, C)."""
-    kind = _check_kind(path)
+    kind = check_input_kind(path)
     if kind == "folder":
         frames, _ = framelib.read_frame_folder(path)
         return frames
@@ -188,7 +188,7 @@ def iter_frames(path: str, start: int = 0, stop: Optional[int] = None
     Raises:
         DataError: the input is missing, of an unsupported kind or cannot be decoded.
     """
-    kind = _check_kind(path)
+    kind = check_input_kind(path)
     reader = {"folder": _folder_frames, "npy": _npy_frames, "video": _video_frames}[kind]
     return reader(path, start, stop)
 

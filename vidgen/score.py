@@ -50,7 +50,7 @@ from vidgen.calibration import floored
 from vidgen.data import frames as framelib
 from vidgen.errors import DataError, VidgenError
 from vidgen.evaluate import load_run
-from vidgen.generate import read_clip
+from vidgen.generate import check_input_kind, iter_frames
 
 log = logging.getLogger("vidgen.score")
 
@@ -62,8 +62,9 @@ _CHANNEL_NAMES = {1: "grayscale", 3: "RGB"}
 class FrameReader:
     """The frames of a video file, a frame folder or an .npy clip, one at a time.
 
-    Iterating decodes from the start again, so the frames can be read twice
-    (the plot's thumbnails) without holding the video.
+    Iterating decodes from the start again (`vidgen.generate.iter_frames`), so
+    the frames can be read twice (the plot's thumbnails) without holding the
+    video.
 
     Args:
         path: a video file, a folder of frame images or an .npy clip.
@@ -74,93 +75,17 @@ class FrameReader:
     """
 
     def __init__(self, path: str):
-        if not os.path.exists(path):
-            raise DataError(f"Input {path!r} does not exist: expected a video file, a folder "
-                            "of frame images or an .npy clip.")
         self.path = path
         self.fps: Optional[float] = None
-        lower = path.lower()
-        if os.path.isdir(path):
-            self.kind = "folder"
-        elif lower.endswith(".npy"):
-            self.kind = "npy"
-        elif lower.endswith(framelib.VIDEO_EXTENSIONS):
-            self.kind = "video"
+        if check_input_kind(path) == "video":
             cap = cv2.VideoCapture(path)
             rate = cap.get(cv2.CAP_PROP_FPS) if cap.isOpened() else 0.0
             cap.release()
             self.fps = float(rate) if rate and np.isfinite(rate) and rate > 0 else None
-        else:
-            raise DataError(
-                f"Input {path!r} is of an unsupported kind: expected a video "
-                f"({', '.join(framelib.VIDEO_EXTENSIONS)}), a folder of frames or an .npy clip.")
 
     def __iter__(self) -> Iterator[np.ndarray]:
         """Yields uint8 frames (H, W, C), C in {1, 3}, RGB order."""
-        if self.kind == "folder":
-            return self._folder()
-        if self.kind == "npy":
-            # An .npy clip is one array already (`read_clip` checks its layout).
-            return iter(read_clip(self.path))
-        return self._video()
-
-    def _video(self) -> Iterator[np.ndarray]:
-        count = 0
-        cap = cv2.VideoCapture(self.path)
-        try:
-            while cap.isOpened():
-                ok, frame = cap.read()
-                if not ok or frame is None:
-                    break
-                count += 1
-                yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
-        finally:
-            cap.release()
-        if count == 0:
-            # OpenCV's build may lack the codec; ffmpeg decodes more.
-            yield from self._ffmpeg()
-
-    def _ffmpeg(self) -> Iterator[np.ndarray]:
-        import imageio_ffmpeg
-
-        count = 0
-        try:
-            reader = imageio_ffmpeg.read_frames(self.path)
-            meta = next(reader)
-            w, h = meta["size"]
-            if self.fps is None and meta.get("fps"):
-                self.fps = float(meta["fps"])
-            for raw in reader:
-                count += 1
-                yield np.frombuffer(raw, np.uint8).reshape(h, w, 3)
-            reader.close()
-        except (RuntimeError, OSError, StopIteration, KeyError, ValueError):
-            pass
-        if count == 0:
-            raise DataError(
-                f"Video file {self.path!r} could not be decoded: expected a readable "
-                f"{'/'.join(e.lstrip('.') for e in framelib.VIDEO_EXTENSIONS)} video, received "
-                f"a file of {os.path.getsize(self.path)} bytes with no decodable frame.")
-
-    def _folder(self) -> Iterator[np.ndarray]:
-        names = sorted((n for n in os.listdir(self.path)
-                        if n.lower().endswith(framelib.IMAGE_EXTENSIONS)),
-                       key=framelib.natural_key)
-        if not names:
-            raise DataError(
-                f"Frame folder {self.path!r} holds no frames: expected "
-                f"{'/'.join(e.lstrip('.') for e in framelib.IMAGE_EXTENSIONS)} files.")
-        first = None
-        for name in names:
-            frame = framelib.read_image(os.path.join(self.path, name))
-            if first is None:
-                first = (name, frame.shape[:2])
-            elif frame.shape[:2] != first[1]:
-                raise DataError(
-                    f"Frame {os.path.join(self.path, name)!r} is {frame.shape[1]}x"
-                    f"{frame.shape[0]} but the clip's first frame {first[0]!r} is "
-                    f"{first[1][1]}x{first[1][0]}: all frames of a clip must have one size.")
-            yield frame
+        return iter_frames(self.path)
 
 
 def conformed_frames(frames: Iterable[np.ndarray], size: int, channels: int,
