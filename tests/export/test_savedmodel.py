@@ -21,6 +21,18 @@ def exported(tiny_run, tmp_path_factory):
     return str(base), export_savedmodel(tiny_run, str(base), "vidgen")
 
 
+
+def run_serving_default(path: str, context: np.ndarray, horizon: int, tmp_path) -> np.ndarray:
+    """`saved_model_cli run` of serving_default (TF's session loader, as TF Serving's)."""
+    np.save(tmp_path / "context.npy", context)
+    np.save(tmp_path / "horizon.npy", np.int32(horizon))
+    subprocess.run([SAVED_MODEL_CLI, "run", "--dir", path, "--tag_set", "serve",
+                    "--signature_def", "serving_default",
+                    "--inputs", f"context={tmp_path / 'context.npy'};"
+                                f"horizon={tmp_path / 'horizon.npy'}",
+                    "--outdir", str(tmp_path / "out")], capture_output=True, check=True)
+    return np.load(tmp_path / "out" / "frames.npy")
+
 def test_contract_names_are_explicit():
     spec = C.Contract(frame_size=8, channels=1, state_shapes=[(2, 2, 4), (8, 8, 1)])
     assert list(spec.inputs(C.SERVING_DEFAULT)) == ["context", "horizon"]
@@ -86,14 +98,7 @@ def test_session_loader_matches_keras(exported, tiny_model, tmp_path):
     _, path = exported
     _, model = tiny_model
     context = np.random.default_rng(1).random((2, 4, 16, 16, 1), dtype=np.float32)
-    np.save(tmp_path / "context.npy", context)
-    np.save(tmp_path / "horizon.npy", np.int32(5))
-    subprocess.run([SAVED_MODEL_CLI, "run", "--dir", path, "--tag_set", "serve",
-                    "--signature_def", "serving_default",
-                    "--inputs", f"context={tmp_path / 'context.npy'};"
-                                f"horizon={tmp_path / 'horizon.npy'}",
-                    "--outdir", str(tmp_path / "out")], capture_output=True, check=True)
-    got = np.load(tmp_path / "out" / "frames.npy")
+    got = run_serving_default(path, context, 5, tmp_path)
     want = np.asarray(model.rollout(context, 5))
     assert got.shape == (2, 5, 16, 16, 1)
     np.testing.assert_allclose(got, want, atol=1e-5)
@@ -228,14 +233,7 @@ def test_rgb_flow_model_runs_in_the_session_loader(rgb_flow_exported, tmp_path):
 
     path, model = rgb_flow_exported
     context = rgb_clip(1, 3, seed=7)
-    np.save(tmp_path / "context.npy", context)
-    np.save(tmp_path / "horizon.npy", np.int32(2))
-    subprocess.run([SAVED_MODEL_CLI, "run", "--dir", path, "--tag_set", "serve",
-                    "--signature_def", "serving_default",
-                    "--inputs", f"context={tmp_path / 'context.npy'};"
-                                f"horizon={tmp_path / 'horizon.npy'}",
-                    "--outdir", str(tmp_path / "out")], capture_output=True, check=True)
-    got = np.load(tmp_path / "out" / "frames.npy")
+    got = run_serving_default(path, context, 2, tmp_path)
     np.testing.assert_allclose(got, np.asarray(model.rollout(context, 2)), atol=1e-5)
     with open(os.path.join(path, "assets.extra", C.MODEL_CARD)) as f:
         card = json.load(f)
