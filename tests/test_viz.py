@@ -16,14 +16,47 @@ def test_gif_round_trip(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["a.gif"]
 
 
-def test_mp4_readable_by_opencv(tmp_path):
-    clip = moving_square(6, 16, 16)
+def _ffmpeg_video_stream(path: str) -> str:
+    """The `Stream ... Video: ...` line ffmpeg prints for `path`."""
+    import subprocess
+
+    import imageio_ffmpeg
+
+    out = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", path],
+                         capture_output=True, text=True).stderr
+    return next(line for line in out.splitlines() if "Video:" in line)
+
+
+@pytest.mark.parametrize("shape", [(6, 16, 16, 1), (5, 15, 21, 3)])
+def test_mp4_is_h264_yuv420p_and_decodes_back(tmp_path, shape):
+    t, h, w, c = shape
+    clip = moving_square(t, h, w, channels=1) if c == 1 else \
+        np.random.default_rng(1).integers(0, 256, shape, dtype=np.uint8)
+    if c == 3:
+        clip[:] = clip[:1]  # a still colour image: the codec's error stays small
     path = viz.write_mp4(str(tmp_path / "a.mp4"), clip)
+    stream = _ffmpeg_video_stream(path)
+    assert "Video: h264" in stream and "yuv420p" in stream, stream
+    assert [p.name for p in tmp_path.iterdir()] == ["a.mp4"]
     cap = cv2.VideoCapture(path)
-    count = 0
-    while cap.read()[0]:
-        count += 1
-    assert count == 6
+    frames = []
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+    assert len(frames) == t
+    # Odd sides are padded to even by one replicated row / column.
+    assert frames[0].shape == (h + h % 2, w + w % 2, 3)
+    truth = np.asarray(viz.to_uint8(clip), np.float32)
+    if c == 1:
+        truth = np.repeat(truth, 3, axis=-1)
+    decoded = np.stack(frames).astype(np.float32)[:, :h, :w]
+    if c == 1:
+        assert np.abs(decoded - truth).mean() < 6.0
+    else:
+        # Chroma is subsampled 2x2 in yuv420p: compare luma-like means per frame.
+        assert np.abs(decoded.mean(-1) - truth.mean(-1)).mean() < 25.0
 
 
 def test_png_and_filmstrip(tmp_path):
