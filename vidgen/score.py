@@ -45,6 +45,7 @@ import cv2
 import numpy as np
 import tensorflow as tf
 
+from vidgen import fileio
 from vidgen import metrics as M
 from vidgen.calibration import floored
 from vidgen.data import frames as framelib
@@ -300,11 +301,8 @@ def top_peaks(scores, count: int = 5, separation: int = 0) -> list[int]:
 
 def write_scores_csv(path: str, errors: FrameErrors, fps: Optional[float] = None) -> str:
     """Writes one row per scored frame (columns `CSV_COLUMNS`); `time_s` is empty without fps."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}"
     score, copy_score = errors.score, errors.copy_last_score
-    with open(tmp, "w", newline="") as f:
+    with fileio.atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(CSV_COLUMNS)
         for i, frame in enumerate(errors.frames):
@@ -313,7 +311,6 @@ def write_scores_csv(path: str, errors: FrameErrors, fps: Optional[float] = None
                 f"{errors.mse[i]:.6g}", f"{errors.psnr[i]:.4f}", f"{score[i]:.6f}",
                 f"{errors.copy_last_mse[i]:.6g}", f"{errors.copy_last_psnr[i]:.4f}",
                 f"{copy_score[i]:.6f}"])
-    os.replace(tmp, path)
     return path
 
 
@@ -371,12 +368,11 @@ def plot_scores(path: str, frames, score, copy_last_score=None, peaks=(), thumbn
         thumb.set_title(f"frame {int(frames[i])}", fontsize=8)
         thumb.axis("off")
     fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    root, ext = os.path.splitext(path)
-    tmp = f"{root}.tmp-{os.getpid()}{ext}"
-    fig.savefig(tmp, format="png")
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with fileio.atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png")
+    finally:
+        plt.close(fig)
     return path
 
 

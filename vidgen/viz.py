@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from vidgen import fileio
 from vidgen.errors import DataError
 
 
@@ -43,13 +44,11 @@ def _as_video(frames) -> np.ndarray:
 
 
 def _tmp_path(path: str) -> str:
-    root, ext = os.path.splitext(path)
-    return f"{root}.tmp-{os.getpid()}{ext}"
+    return fileio.temporary_name(path)
 
 
 def _finish(tmp: str, path: str) -> str:
-    os.replace(tmp, path)
-    return path
+    return fileio.commit(tmp, path)
 
 
 def _ensure_dir(path: str) -> None:

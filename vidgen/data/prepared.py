@@ -30,6 +30,7 @@ from typing import Any, Optional
 import numpy as np
 from tqdm import tqdm
 
+from vidgen import fileio
 from vidgen.config import DataConfig
 from vidgen.data.sources import (
     MANIFEST_NAME,
@@ -133,11 +134,11 @@ class _ShardWriter:
         name = f"{self.split}-{len(self.shards):05d}.tfrecord.gz"
         final = os.path.join(self.out, name)
         if name not in self.keep:
-            tmp = final + ".tmp"
-            with tf.io.TFRecordWriter(tmp, options=COMPRESSION) as writer:
-                for record in self.buffer:
-                    writer.write(record)
-            os.replace(tmp, final)
+            # A PID-unique temporary name: shards of another process never collide.
+            with fileio.atomic_path(final, suffix=".tfrecord.gz") as tmp:
+                with tf.io.TFRecordWriter(tmp, options=COMPRESSION) as writer:
+                    for record in self.buffer:
+                        writer.write(record)
         self.shards.append({"file": name, "clips": len(self.buffer)})
         self.buffer = []
 
@@ -173,6 +174,14 @@ def prepare(cfg: DataConfig, out: str, overwrite: bool = False,
     if isinstance(source, FileSource):
         source.plan  # noqa: B018 - refuses a source with too few windows before writing
     fingerprint = _fingerprint(source)
+    # One writer per folder: a second `prepare` into `out` fails instead of mixing shards.
+    with fileio.exclusive_lock(out, flag="--out", what="vidgen data prepare"):
+        return _write(source, cfg, out, fingerprint, overwrite, progress)
+
+
+def _write(source, cfg: DataConfig, out: str, fingerprint: str, overwrite: bool,
+           progress: bool) -> dict[str, Any]:
+    """The writing half of `prepare`, under the folder's lock."""
     manifest_path = os.path.join(out, MANIFEST_NAME)
     if os.path.isfile(manifest_path):
         existing = read_manifest(out)
@@ -192,7 +201,9 @@ def prepare(cfg: DataConfig, out: str, overwrite: bool = False,
     except (OSError, json.JSONDecodeError):
         same = False
     for path in glob.glob(os.path.join(out, "*.tfrecord.gz*")):
-        if same and path.endswith(".tfrecord.gz") and not overwrite:
+        # A finished shard of the same settings is kept; temporary files of a killed
+        # writer (NAME.tmp-PID-*.tfrecord.gz) are removed.
+        if same and ".tmp-" not in path and path.endswith(".tfrecord.gz") and not overwrite:
             keep.add(os.path.basename(path))
         else:
             os.remove(path)

@@ -26,8 +26,10 @@ from typing import Optional
 import keras
 import numpy as np
 
+from vidgen import fileio
 from vidgen.errors import VidgenError
 from vidgen.fileio import write_json_atomic
+from vidgen.training.finite import check_finite_weights
 
 STATE = "state.json"
 
@@ -66,9 +68,9 @@ class AtomicBackup(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         os.makedirs(self.directory, exist_ok=True)
         path = self._weights_path(epoch + 1)
-        tmp = os.path.join(self.directory, f".tmp-{os.getpid()}.weights.h5")
-        self.model.save_weights(tmp, overwrite=True)
-        os.replace(tmp, path)
+        check_finite_weights(self.model, f"backing up epoch {epoch + 1}")
+        with fileio.atomic_path(path, suffix=".weights.h5") as tmp:
+            self.model.save_weights(tmp, overwrite=True)
         backups = self._listed() + [os.path.basename(path)]
         backups = list(dict.fromkeys(backups))[-self.keep:]
         write_json_atomic(os.path.join(self.directory, STATE), {

@@ -10,15 +10,20 @@ import time
 import keras
 import numpy as np
 
-from vidgen import viz
+from vidgen import fileio, viz
 from vidgen.fileio import write_json_atomic
+from vidgen.training.finite import check_finite_weights
 
 
 def save_model_atomic(model: keras.Model, path: str) -> None:
-    """Saves a `.keras` file under a temporary name, then renames it into place."""
-    tmp = f"{path[:-len('.keras')]}.tmp-{os.getpid()}.keras"
-    model.save(tmp)
-    os.replace(tmp, path)
+    """Saves a `.keras` file under a temporary name, fsyncs it, then renames it into place.
+
+    Refuses (NonFiniteError) a model with a NaN or infinite weight: nothing
+    non-finite is ever written over a good file.
+    """
+    check_finite_weights(model, f"saving {path}")
+    with fileio.atomic_path(path, suffix=".keras") as tmp:
+        model.save(tmp)
 
 
 class BestModelCheckpoint(keras.callbacks.Callback):

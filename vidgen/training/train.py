@@ -30,7 +30,8 @@ from typing import Any, Optional
 import keras
 import numpy as np
 
-from vidgen.config import Config
+from vidgen import fileio
+from vidgen.config import Config, apply_overrides
 from vidgen.errors import ConfigError, VidgenError
 from vidgen.fileio import write_json_atomic
 from vidgen.models import FrameDiscriminator, VideoDiscriminator, VideoGAN, VideoPredictor
@@ -39,6 +40,7 @@ from vidgen.training import multiworker
 from vidgen.training.backup import AtomicBackup
 from vidgen.training.budget_cosine_decay import BudgetCosineDecay
 from vidgen.training.distribute import make_strategy, per_replica_batch
+from vidgen.training.finite import FiniteGuard
 from vidgen.training.losses import ReconstructionLoss
 
 
@@ -210,12 +212,44 @@ class RunPaths:
         return os.path.join(self.root, "training.json")
 
 
+# What `--resume --set KEY=VALUE` may change in a saved run: how it goes on, not what
+# it is (a lower learning rate after a NaN, more epochs).
+RESUME_OVERRIDABLE = ("train.learning_rate", "train.critic_learning_rate", "train.epochs")
+
+
+def _resume_with(saved: Config, overrides: Sequence[str], path: str) -> Config:
+    """`saved` with `overrides` (only RESUME_OVERRIDABLE keys); config.json rewritten."""
+    keys = [o.split("=", 1)[0].strip() for o in overrides]
+    refused = [k for k in keys if k not in RESUME_OVERRIDABLE]
+    if refused:
+        raise ConfigError(
+            f"--resume can change only {', '.join(RESUME_OVERRIDABLE)} of a saved run. "
+            f"Received: {', '.join(refused)}; start a new --run-dir for other changes.")
+    changed = apply_overrides(saved, list(overrides)).validate()
+    if changed != saved:
+        print(f"Resuming with {', '.join(overrides)} (config.json updated).")
+        changed.to_json(path)
+    return changed
+
+
+def _flat(cfg: Config) -> dict[str, Any]:
+    return {f"{section}.{key}": value for section, values in cfg.to_dict().items()
+            if isinstance(values, dict) for key, value in values.items()}
+
+
+def _differences(a: Config, b: Config) -> list[str]:
+    """The "section.field" keys whose values differ between two configs."""
+    fa, fb = _flat(a), _flat(b)
+    return sorted(k for k in fa.keys() | fb.keys() if fa.get(k) != fb.get(k))
+
+
 def prepare_run_dir(cfg: Optional[Config], run_dir: str, resume: bool,
-                    writer: bool = True) -> Config:
+                    writer: bool = True, resume_overrides: Sequence[str] = ()) -> Config:
     """Creates (or reopens with `resume`) a run directory; returns the run's config.
 
     `writer=False` (a non-chief worker's own directory) makes only the folder
     and its config.json: checkpoints, logs and samples are the chief's.
+    `resume_overrides` ("train.learning_rate=1e-4", ...) change a resumed run.
     """
     paths = RunPaths(run_dir)
     exists = os.path.isfile(paths.config)
@@ -230,9 +264,17 @@ def prepare_run_dir(cfg: Optional[Config], run_dir: str, resume: bool,
     if resume:
         saved = Config.from_json(paths.config).validate()
         if cfg is not None and cfg != saved:
-            raise ConfigError(
-                f"--resume continues {run_dir!r} with its saved config.json; drop --preset/"
-                "--set/--data or start a new --run-dir.")
+            differ = _differences(saved, cfg)
+            if [k for k in differ if k not in RESUME_OVERRIDABLE]:
+                raise ConfigError(
+                    f"--resume continues {run_dir!r} with its saved config.json, which differs "
+                    f"from this command's in {', '.join(differ[:6])}; drop --preset/--data "
+                    f"(--set may change only {', '.join(RESUME_OVERRIDABLE)}) or start a new "
+                    "--run-dir.")
+            resume_overrides = [f"{k}={json.dumps(_flat(cfg)[k])}" for k in differ] + list(
+                resume_overrides)
+        if resume_overrides:
+            saved = _resume_with(saved, resume_overrides, paths.config)
         return saved
     if exists:
         raise VidgenError(
@@ -264,7 +306,8 @@ def _sample_batch(cfg: Config, n: int):
 def train(cfg: Optional[Config], run_dir: str, resume: bool = False,
           evaluate_after: bool = True,
           extra_callbacks: Sequence[keras.callbacks.Callback] = (),
-          strategy: Optional[str] = None) -> dict[str, Any]:
+          strategy: Optional[str] = None,
+          resume_overrides: Sequence[str] = ()) -> dict[str, Any]:
     """Trains a VideoPredictor (or VideoGAN), then evaluates it on the test split.
 
     Args:
@@ -275,13 +318,18 @@ def train(cfg: Optional[Config], run_dir: str, resume: bool = False,
         extra_callbacks: more Keras callbacks for `fit`.
         strategy: tf.distribute strategy name overriding `cfg.train.strategy`
             (a resumed run may train on other hardware).
+        resume_overrides: with `resume`, "KEY=VALUE" changes of the saved
+            config (only `RESUME_OVERRIDABLE` keys, e.g. a lower learning rate).
 
     Returns:
         A summary: epochs run, time, throughput, best validation MSE,
         whether it was interrupted.
-    """
-    from vidgen.data.pipeline import make_dataset
 
+    Raises:
+        NonFiniteError: the loss or a weight became NaN or infinite (nothing
+            non-finite is saved; `resume` continues from the last backup).
+        VidgenError: `run_dir` is being written by another process.
+    """
     # MultiWorkerMirroredStrategy must exist before TensorFlow's runtime starts.
     strategy, strategy_name = make_strategy(strategy or (cfg.train.strategy if cfg else
                                                          _saved_strategy(run_dir)))
@@ -291,12 +339,24 @@ def train(cfg: Optional[Config], run_dir: str, resume: bool = False,
         own_dir = multiworker.worker_dir(run_dir, task_type, task_id, chief)
         print(f"Multi-worker task {task_type} {task_id} ({'chief' if chief else 'worker'}); "
               f"writes to {own_dir}")
+    # One process per run folder: a second `train` there fails at once.
+    with fileio.exclusive_lock(own_dir, flag="--run-dir", what="vidgen train"):
+        return _train(cfg, run_dir, own_dir, chief, strategy, strategy_name, resume,
+                      evaluate_after, extra_callbacks, resume_overrides)
+
+
+def _train(cfg, run_dir, own_dir, chief, strategy, strategy_name, resume, evaluate_after,
+           extra_callbacks, resume_overrides) -> dict[str, Any]:
+    """The body of `train`, holding the lock of `own_dir`."""
+    from vidgen.data.pipeline import make_dataset
+
     if cfg is not None:
         from vidgen.data.sources import resolve_channels
 
         # data.channels=0 (auto) becomes the source's count before config.json is written.
         cfg = dataclasses.replace(cfg, data=resolve_channels(cfg.data))
-    cfg = prepare_run_dir(cfg, own_dir, resume, writer=chief)
+    cfg = prepare_run_dir(cfg, own_dir, resume, writer=chief,
+                          resume_overrides=resume_overrides)
     paths = RunPaths(run_dir)
     t = cfg.train
     replicas = strategy.num_replicas_in_sync
@@ -336,8 +396,9 @@ def train(cfg: Optional[Config], run_dir: str, resume: bool = False,
     start = time.perf_counter()
     interrupted = False
     if strategy_name == "multiworker":
-        result = multiworker.fit_multiworker(model, cfg, strategy, own_dir, chief, val_ds,
-                                             writers, verbose)
+        result = multiworker.fit_multiworker(
+            model, cfg, strategy, own_dir, chief, val_ds,
+            [FiniteGuard(run_dir, paths.backup), *writers], verbose)
         seconds = time.perf_counter() - start
         summary = {**{k: v for k, v in result.items() if k != "logs"},
                    "train_seconds": round(seconds, 1),
@@ -353,7 +414,9 @@ def train(cfg: Optional[Config], run_dir: str, resume: bool = False,
 
                 evaluate(run_dir)
         return summary
-    callbacks = [AtomicBackup(paths.backup), *writers, budget]
+    # The guard comes first: its epoch-end check runs before any writer.
+    callbacks = [FiniteGuard(run_dir, paths.backup), AtomicBackup(paths.backup), *writers,
+                 budget]
     # The validation split is finite by design (every clip once per epoch); Keras warns
     # when a dataset of unknown length ends. The training split repeats forever.
     warnings.filterwarnings("ignore", message="Your input ran out of data")
