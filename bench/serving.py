@@ -100,7 +100,7 @@ def baseline(path: str, seconds: float, threads: bool) -> dict:
 
     def call(frames=context, horizon=HORIZON):
         return fn(context=tf.constant(frames),
-                  horizon=tf.constant(horizon, tf.int32))["frames"].numpy()
+                  horizon=tf.constant([horizon] * len(frames), tf.int32))["frames"].numpy()
 
     out = {"request": drive(call, 1, seconds),
            "small_request": drive(lambda: call(context[:, :1], 1), 1, seconds)}
@@ -122,7 +122,8 @@ def start_server(base: str, batching: bool):
     cmd = [sys.executable, "-m", "serving.cli", "start", "--model_base_path", base,
            "--model_name", "vidgen", "--port", "0", "--rest_api_port", "0"]
     if batching:
-        cmd += ["--enable_batching", "--max_batch_size", "16", "--batch_timeout_micros", "2000"]
+        cmd += ["--enable_batching", "--batching_parameters_file",
+                os.path.join(ROOT, "serving", "deploy", "batching_parameters.txt")]
     env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2")
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env=env)

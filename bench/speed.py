@@ -149,7 +149,7 @@ def savedmodel_latency(path: str, context: int, horizon: int, repeats: int = 10,
     frame = feeds[C.FRAME]
     clip = tf.random.stateless_uniform((1, context) + tuple(frame.shape[1:]), seed=(5, 6))
     serve = loaded.signatures[C.SERVING_DEFAULT]
-    horizon_t = tf.constant(horizon, tf.int32)
+    horizon_t = tf.constant(C.horizon_input(horizon, 1))
     rollout_ms = median_ms(lambda: serve(context=clip, horizon=horizon_t),
                            max(2, repeats // 3), min_seconds)
     return {"step_ms": round(median_ms(one_step, repeats, min_seconds), 3),

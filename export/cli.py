@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 
-from vidgen.cli import run_command
-
-
-def _quiet_tensorflow() -> None:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from export.tflite import IO_TYPES, QUANTIZATIONS
+from vidgen.cli_common import add_common_args, run_command, start_up
 
 
 def _cmd_savedmodel(args) -> int:
@@ -67,12 +65,11 @@ def _cmd_run_tflite(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from export.tflite import IO_TYPES, QUANTIZATIONS
-
     parser = argparse.ArgumentParser(
         prog="vidgen-export",
         description="Export a trained vidgen run for TF Serving (SavedModel) and LiteRT "
                     "(TFLite).")
+    add_common_args(parser)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("savedmodel", help="a versioned SavedModel for TF Serving")
@@ -118,16 +115,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--horizon", type=int, default=20, help="frames predicted")
     p.add_argument("--start", type=int, default=0, help="first input frame used")
     p.add_argument("--fps", type=float, default=4.0)
-    p.add_argument("--floor", type=float, default=0.0,
-                   help="set predicted values below this to 0, as the Keras model's "
-                        "output_floor does (the run's training.json records it)")
+    p.add_argument("--floor", type=float, default=None,
+                   help="set predicted values below this to 0 (default: the model's own "
+                        "output_floor, stored in the file by `vidgen-export tflite`; 0: none)")
     p.set_defaults(func=_cmd_run_tflite)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    _quiet_tensorflow()
     args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    start_up(args.verbose)
     for name in ("calibration_clips", "report_clips", "clips"):
         if getattr(args, name, 1) < 0:
             print(f"vidgen-export: error: --{name.replace('_', '-')} must be >= 0. "

@@ -5,13 +5,38 @@ the serving client and server, so a name can never drift between them.
 
 Signatures of a SavedModel (TF Serving):
 
-    serving_default  context float32 (batch, time, H, W, C) in [0, 1], horizon int32 ()
+    serving_default  context float32 (batch, time, H, W, C) in [0, 1], horizon int32 (batch,)
                      -> frames float32 (batch, horizon, H, W, C) in [0, 1]
-    predict_uint8    context uint8 (batch, time, H, W, C), horizon int32 ()
+    predict_uint8    context uint8 (batch, time, H, W, C), horizon int32 (batch,)
                      -> frames uint8 (batch, horizon, H, W, C)   (4x fewer bytes on the wire)
     step             frame float32 (batch, H, W, C), state_0 .. state_{n-1} float32
                      [, noise float32 (batch, h, w, latent) for a stochastic model]
                      -> next_frame float32 (batch, H, W, C), state_0 .. state_{n-1}
+
+Every input has the batch as its first dimension, so TF Serving's batching
+(`--enable_batching`), which concatenates the inputs of the requests it
+merges along dimension 0 and refuses rank-0 inputs ("Batching Run() input
+tensors must have at least one dimension"), can batch every signature.
+`horizon` holds one value per clip, all equal (`horizon_input`); the graph
+answers INVALID_ARGUMENT when they differ or when there are not `batch` of
+them. What batching asks of clients:
+
+- TF Serving merges requests by signature only: two concurrent requests
+  with different horizons are concatenated into one horizon vector and the
+  whole merged batch fails (INVALID_ARGUMENT "horizon must hold the same
+  value ..."), as do requests with different context lengths (TF Serving's
+  FAILED_PRECONDITION "Tensors with name 'serving_default_context:0' from
+  different tasks have different shapes and padding is turned off...").
+  With batching on, send one horizon and one context length per deployment
+  (or per model name: serve the same export under one name per request
+  class), or leave batching off. `vidgen-serve start --enable_batching` merges only requests
+  with equal horizon and context length, so it never shows that failure.
+- `pad_variable_length_inputs` stays false: TF Serving would pad a shorter
+  context at its end with the tensor's first value, feeding the model frames
+  that were never observed and changing its prediction.
+
+`BATCHING_PARAMS_FILE` (TF Serving's BatchingParameters text format) sits in
+the version directory, where `--enable_per_model_batching_parameters` reads it.
 
 The TFLite step model has the `step` signature with batch 1; the TFLite
 sequence model has `sequence`: context (1, T, H, W, C) -> frames (1, horizon, H, W, C)
@@ -29,6 +54,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Optional
 
+import numpy as np
+
 SERVING_DEFAULT = "serving_default"
 PREDICT_UINT8 = "predict_uint8"
 STEP = "step"
@@ -45,8 +72,23 @@ NOISE = "noise"  # standard normal draws of a stochastic model's latent variable
 # A request may ask for at most this many frames: the rollout's memory grows with it.
 MAX_HORIZON = 1000
 
+# Inputs that hold one value per clip which must be equal across a batch: requests
+# are merged by the server only when these values agree.
+UNIFORM_INPUTS = (HORIZON,)
+
 MODEL_CARD = "vidgen_model_card.json"
-WARMUP_FILE = "tf_serving_warmup_requests"
+WARMUP_FILE = "tf_serving_warmup_requests"          # in assets.extra/
+BATCHING_PARAMS_FILE = "batching_params.pbtxt"      # in the version directory itself
+
+
+def horizon_input(horizon: int, batch: int) -> np.ndarray:
+    """The `horizon` input of a request of `batch` clips: int32 (batch,), every value `horizon`.
+
+    Example:
+
+        contract.horizon_input(10, 2)   # array([10, 10], dtype=int32)
+    """
+    return np.full((batch,), horizon, np.int32)
 
 
 def state_name(index: int) -> str:
@@ -101,7 +143,7 @@ class Contract:
         if signature in (SERVING_DEFAULT, PREDICT_UINT8):
             dtype = "uint8" if signature == PREDICT_UINT8 else "float32"
             return {CONTEXT: TensorInfo(dtype, (b, context) + self.frame_shape),
-                    HORIZON: TensorInfo("int32", ())}
+                    HORIZON: TensorInfo("int32", (b,))}
         if signature == STEP:
             out = {FRAME: TensorInfo("float32", (b,) + self.frame_shape)}
             for name, shape in zip(self.state_names(), self.state_shapes):

@@ -10,6 +10,11 @@ Example:
     states = runner.initial_states()
     for frame in frames:                       # (H, W, C) float32 in [0, 1]
         prediction, states = runner.step(frame, states)
+    shown = runner.rollout(frames[:10], 20)    # floored with the model's own floor
+
+Needs ai-edge-litert, numpy and OpenCV, not TensorFlow: with only
+`pip install "vidgen[lite]"` this module, its callers in `export.cli` and
+the clip readers and writers of `vidgen.generate` import and run.
 """
 
 from __future__ import annotations
@@ -20,8 +25,9 @@ from typing import Optional
 import numpy as np
 
 from export import contract as C
-from vidgen.calibration import floored
+from export.tflite_metadata import CARD_NAME, read_card
 from vidgen.errors import VidgenError
+from vidgen.floor import check_floor, floored
 
 
 def load_interpreter(path: str, num_threads: Optional[int] = None):
@@ -64,7 +70,9 @@ class StepRunner:
     """Runs the `step` signature of a TFLite model: (frame, states) -> (next frame, states).
 
     Float in, float out whatever the model's I/O type: int8/uint8 inputs and
-    outputs are (de)quantized with the scales stored in the model.
+    outputs are (de)quantized with the scales stored in the model. The model
+    card stored in the file (`card`, from `vidgen-export tflite`) gives the
+    output floor `rollout` applies, as the Keras model's `rollout` does.
 
     Args:
         path: a .tflite file written by `vidgen-export tflite`.
@@ -92,6 +100,10 @@ class StepRunner:
             self.noise_shape = tuple(int(d) for d in self.input_details[C.NOISE]["shape"][1:])
         self._rng = np.random.default_rng()
         self.frame_shape = tuple(int(d) for d in self.input_details[C.FRAME]["shape"][1:])
+        self.card = read_card(path)
+        floor = ((self.card or {}).get("output_floor") or {}).get("value", 0.0)
+        self.output_floor = check_floor(floor, f"{path!r}: the output floor of its "
+                                               f"{CARD_NAME!r} metadata")
 
     @property
     def frame_size(self) -> int:
@@ -148,15 +160,17 @@ class StepRunner:
         return outputs[C.NEXT_FRAME][0], {n: outputs[n] for n in self.state_names}
 
     def rollout(self, context: np.ndarray, horizon: int, noise=None,
-                floor: float = 0.0) -> np.ndarray:
+                floor: Optional[float] = None) -> np.ndarray:
         """Observes `context` (T, H, W, C) frame by frame, then predicts `horizon` frames.
 
         Args:
             noise: for a stochastic model, (T + horizon - 1, *noise_shape)
                 draws, one per step; random when None.
-            floor: values below it in the returned frames become 0 (the Keras
-                model's `output_floor`; the fed-back frames keep them).
+            floor: values below it in the returned frames become 0, as the
+                Keras model's `output_floor` does (the fed-back frames keep
+                them); None: the model's own, `output_floor` (0: none).
         """
+        floor = self.output_floor if floor is None else check_floor(floor)
         if len(context) < 1 or horizon < 1:
             raise VidgenError(f"rollout needs at least one context frame and horizon >= 1. "
                               f"Received {len(context)} frames, horizon {horizon}.")
@@ -173,22 +187,30 @@ class StepRunner:
 
 
 def run_tflite(model_path: str, input_path: str, out: str, context: int = 10,
-               horizon: int = 20, start: int = 0, fps: float = 4.0, floor: float = 0.0) -> dict:
+               horizon: int = 20, start: int = 0, fps: float = 4.0,
+               floor: Optional[float] = None) -> dict:
     """`vidgen-export run-tflite`: continues a clip with a TFLite step model, streaming.
 
+    Args:
+        floor: overrides the output floor the file's model card gives (None: the card's).
+
     Returns:
-        Paths written and the frame counts used.
+        Paths written, the frame counts and the floor used.
     """
+    # Here, not at the top: an app that streams its own frames through StepRunner needs
+    # neither OpenCV nor imageio (15 MB and 10 MB of its memory).
     from vidgen.generate import check_output_path, load_input_clip, write_continuation
 
     check_output_path(out)
+    if floor is not None:
+        floor = check_floor(floor, "--floor")
     runner = StepRunner(model_path)
     if horizon <= 0:
         raise VidgenError(f"--horizon must be positive. Received: {horizon}")
     frames, total = load_input_clip(input_path, runner.frame_size, runner.channels,
                                     context, start, horizon)
-    if not 0.0 <= floor < 1.0:
-        raise VidgenError(f"--floor must be in [0, 1). Received: {floor}")
+    floor = runner.output_floor if floor is None else floor
     prediction = runner.rollout(frames[:context], horizon, floor=floor)
     written = write_continuation(out, frames, prediction, context, fps)
-    return {"written": written, "context": context, "horizon": horizon, "input_frames": total}
+    return {"written": written, "context": context, "horizon": horizon, "input_frames": total,
+            "floor": floor}

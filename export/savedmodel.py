@@ -1,6 +1,9 @@
 """`vidgen-export savedmodel`: a run's model as a versioned SavedModel for TF Serving.
 
-Layout `BASE/NAME/VERSION/` with `saved_model.pb`, `variables/` and
+Layout `BASE/NAME/VERSION/` with `saved_model.pb`, `variables/`,
+`batching_params.pbtxt` (TF Serving's per-model batching parameters: it reads
+them from the version directory itself with `--enable_batching
+--enable_per_model_batching_parameters`) and
 `assets.extra/{tf_serving_warmup_requests, vidgen_model_card.json}`. The
 version directory is written under a hidden temporary name inside
 `BASE/NAME` (TF Serving only loads numeric directories), checked against
@@ -29,6 +32,24 @@ from export import signatures
 from vidgen.errors import VidgenError
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+# TF Serving's BatchingParameters (text format) written beside the model. A rollout
+# request takes tens to hundreds of ms on a CPU, so waiting 2 ms for company costs
+# little; 8 batches of 16 may queue before requests are refused (UNAVAILABLE). No
+# allowed_batch_sizes: padding a batch up to a fixed size computes the padding rows
+# too, which on a CPU (no per-shape compilation) only costs time.
+BATCHING_PARAMS = """\
+# TF Serving BatchingParameters for this model, read from the version directory by
+#   tensorflow_model_server --enable_batching --enable_per_model_batching_parameters
+# (and by vidgen-serve start with the same flags). num_batch_threads and thread_pool_name
+# come from the server's --batching_parameters_file, shared by every model.
+# Requests merged into one batch must have the same horizon and context length:
+# see export/contract.py.
+max_batch_size { value: 16 }
+batch_timeout_micros { value: 2000 }
+max_enqueued_batches { value: 8 }
+pad_variable_length_inputs: false
+"""
 
 
 def next_version(model_dir: str) -> int:
@@ -61,6 +82,11 @@ def model_card(cfg, model, run_dir: str, name: str, version: int) -> dict[str, A
                        "the step signature returns unfloored frames: feed those back, and "
                        "floor them yourself for display"},
         "signatures": C.for_model(model).to_dict(),
+        "batching": {
+            "file": C.BATCHING_PARAMS_FILE,
+            "meaning": "every input is batched on dimension 0: horizon holds one value per "
+                       "clip, equal within a request; requests that TF Serving merges must "
+                       "share horizon and context length (export/contract.py)"},
         "config": cfg.to_dict(),
     }
     metrics_path = os.path.join(run_dir, "metrics.json")
@@ -83,8 +109,9 @@ def warmup_requests(model, name: str, context: int, horizon: int) -> list:
     shape = (1, context) + spec.frame_shape
     feeds = {
         C.SERVING_DEFAULT: {C.CONTEXT: np.zeros(shape, np.float32),
-                            C.HORIZON: np.int32(horizon)},
-        C.PREDICT_UINT8: {C.CONTEXT: np.zeros(shape, np.uint8), C.HORIZON: np.int32(horizon)},
+                            C.HORIZON: C.horizon_input(horizon, 1)},
+        C.PREDICT_UINT8: {C.CONTEXT: np.zeros(shape, np.uint8),
+                          C.HORIZON: C.horizon_input(horizon, 1)},
         C.STEP: {n: np.zeros((1,) + info.shape[1:], np.float32)
                  for n, info in spec.inputs(C.STEP).items()},
     }
@@ -124,7 +151,8 @@ def verify(path: str, model, context: np.ndarray, horizon: int, atol: float = 1e
                              noise=feeds[C.NOISE])
     else:
         got = loaded.signatures[C.SERVING_DEFAULT](
-            context=tf.constant(context), horizon=tf.constant(horizon, tf.int32))[C.FRAMES]
+            context=tf.constant(context),
+            horizon=tf.constant(C.horizon_input(horizon, len(context))))[C.FRAMES]
         got = got.numpy()
         want = model.rollout(context, horizon)
     diff = float(np.max(np.abs(got - np.asarray(want))))
@@ -176,6 +204,8 @@ def export_savedmodel(run_dir: str, base: str, name: str, version: Optional[int]
                 writer.write(log.SerializeToString())
         with open(os.path.join(extra, C.MODEL_CARD), "w") as f:
             json.dump(model_card(cfg, model, run_dir, name, version), f, indent=2)
+        with open(os.path.join(path, C.BATCHING_PARAMS_FILE), "w") as f:
+            f.write(BATCHING_PARAMS)
         rng = np.random.default_rng(0)
         probe = rng.random((2, 3) + C.for_model(model).frame_shape, dtype=np.float32)
         verify(path, model, probe, horizon=2)

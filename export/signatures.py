@@ -25,22 +25,41 @@ def dynamic_rollout(model, context, horizon):
     Args:
         model: a VideoPredictor.
         context: float32 (batch, time >= 1, H, W, C).
-        horizon: int32 scalar tensor in [1, contract.MAX_HORIZON].
+        horizon: int32 (batch,), every value the same, in [1, contract.MAX_HORIZON]: one
+            value per clip, so TF Serving's batching can concatenate it like the context.
 
     Returns:
         float32 (batch, horizon, H, W, C).
     """
     import tensorflow as tf
 
+    # Checked one after the other, so a request breaking several rules always gets the
+    # message of the first (the graph would otherwise report whichever assert ran first).
     checks = [
-        tf.debugging.assert_greater_equal(
+        lambda: tf.debugging.assert_greater_equal(
+            tf.shape(context)[0], 1, message=f"{C.CONTEXT} must hold at least one clip"),
+        lambda: tf.debugging.assert_greater_equal(
             tf.shape(context)[1], 1, message=f"{C.CONTEXT} must hold at least one frame"),
-        tf.debugging.assert_greater_equal(horizon, 1, message=f"{C.HORIZON} must be >= 1"),
-        tf.debugging.assert_less_equal(
-            horizon, C.MAX_HORIZON, message=f"{C.HORIZON} must be <= {C.MAX_HORIZON}"),
+        lambda: tf.debugging.assert_equal(
+            tf.size(horizon), tf.shape(context)[0],
+            message=f"{C.HORIZON} must hold one value per clip of {C.CONTEXT}: shape (batch,)"),
+        lambda: tf.debugging.assert_equal(
+            horizon, horizon[0],
+            message=f"{C.HORIZON} must hold the same value for every clip of the batch (TF "
+                    "Serving's batching concatenates the horizons of the requests it merges: "
+                    "send one horizon per deployment)"),
+        lambda: tf.debugging.assert_greater_equal(
+            horizon[0], 1, message=f"{C.HORIZON} must be >= 1"),
+        lambda: tf.debugging.assert_less_equal(
+            horizon[0], C.MAX_HORIZON, message=f"{C.HORIZON} must be <= {C.MAX_HORIZON}"),
     ]
-    with tf.control_dependencies(checks):
+    deps = []
+    for check in checks:
+        with tf.control_dependencies(deps):
+            deps = [check()]
+    with tf.control_dependencies(deps):
         context = tf.identity(context)
+        horizon = tf.identity(horizon[0])
     frame, states = model.observe(context)
     frames = tf.TensorArray(tf.float32, size=horizon,
                             element_shape=tf.TensorShape([None, *frame.shape[1:]]))

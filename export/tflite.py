@@ -19,6 +19,9 @@ Example:
 
     vidgen-export tflite runs/quick --quantize int8
     # -> runs/quick/export/tflite/step_int8.tflite, sequence_int8.tflite, step_int8.json
+
+Every file carries its model card as TFLite metadata (`export.tflite_metadata`):
+the output floor, frame size and channels, state names, quantization.
 """
 
 from __future__ import annotations
@@ -32,8 +35,10 @@ from typing import Optional
 
 import numpy as np
 
+import vidgen
 from export import contract as C
 from export import signatures
+from export.tflite_metadata import write_card
 from vidgen import fileio
 from vidgen.errors import VidgenError
 
@@ -113,6 +118,31 @@ def _converter(saved_model: str, signature: str, quantize: str, io: str, represe
     return converter
 
 
+def model_card(model, signature: str, quantize: str, io: str, context: int,
+               horizon: int) -> dict:
+    """What a device needs to use the exported `signature` of `model`, as JSON-ready data."""
+    spec = C.for_model(model, batch=1)
+    floor = float(model.output_floor)
+    if signature == C.STEP:
+        meaning = (f"{C.NEXT_FRAME!r} is unfloored: feed it back as the next {C.FRAME!r}, and "
+                   "set its values below the floor to 0 for display (the Keras model's "
+                   "rollout does so)")
+    else:
+        meaning = f"{C.FRAMES!r} are floored already, as the Keras model's rollout floors them"
+    return {
+        "vidgen_version": vidgen.__version__,
+        "signature": signature,
+        "frames": {"size": int(model.frame_size), "channels": int(model.channels),
+                   "range": "float32 in [0, 1]" if io == "float32" else
+                            f"{io}, (de)quantized with the tensors' scales",
+                   "context_trained": int(context), "horizon_trained": int(horizon)},
+        "output_floor": {"value": floor, "meaning": meaning},
+        "state_names": spec.state_names(),
+        "noise_shape": list(model.noise_shape) if model.noise_shape else None,
+        "quantize": quantize, "io": io,
+    }
+
+
 def convert(model, signature: str, quantize: str = "float32", io: str = "float32",
             calibration: Optional[np.ndarray] = None, context: int = 10,
             horizon: int = 10) -> bytes:
@@ -128,7 +158,7 @@ def convert(model, signature: str, quantize: str = "float32", io: str = "float32
         horizon: frames the sequence model predicts.
 
     Returns:
-        The .tflite bytes.
+        The .tflite bytes, with the model card (`model_card`) as metadata.
     """
     check_options(quantize, io)
     spec = C.for_model(model, batch=1)
@@ -164,12 +194,13 @@ def convert(model, signature: str, quantize: str = "float32", io: str = "float32
             with warnings.catch_warnings():
                 # int8 calibration runs tf.lite's own (deprecated) interpreter internally.
                 warnings.simplefilter("ignore")
-                return _converter(path, signature, quantize, io, representative).convert()
+                content = _converter(path, signature, quantize, io, representative).convert()
         except Exception as e:  # the converter raises many types, all with a useful message
             raise VidgenError(f"TFLite conversion of {signature!r} ({quantize}) failed: "
                               f"{str(e).strip().splitlines()[-1][:500]}") from e
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    return write_card(content, model_card(model, signature, quantize, io, context, horizon))
 
 
 def model_filename(signature: str, quantize: str, io: str = "float32") -> str:

@@ -1,145 +1,246 @@
-"""Server-side batching: requests that can share one model call are stacked into it.
+"""Server-side batching as TF Serving's shared batch scheduler does it.
 
-Requests are compatible when they go to the same loaded version and
-signature, their batched inputs agree in every dimension but the first, and
-their scalar inputs (the horizon) are equal. A batch is run when it holds
-`max_batch_size` examples or its oldest request has waited `timeout`
-seconds, whichever comes first (TF Serving's `max_batch_size` and
-`batch_timeout_micros`). A request larger than `max_batch_size` is refused
-with TF Serving's message, as TF Serving does without large-batch splitting.
+Requests that may share a model call go to one queue (the caller's key: the
+same loaded version and signature, equal input shapes beyond the first
+dimension, equal horizon). A queue is a list of batches, the last one open:
+a request joins the open batch, or closes it and opens the next when it does
+not fit in `max_batch_size`, or is refused with TF Serving's UNAVAILABLE
+"The batch scheduling queue to which this task was submitted is full; ..."
+when the queue already holds `max_enqueued_batches` batches (a running batch
+no longer counts). A batch becomes due when it is closed, full, or its first
+request has waited `batch_timeout_micros`; `num_batch_threads` threads,
+shared by every queue, take due batches round-robin over the queues.
+
+A batch is merged by concatenating every input along dimension 0, padded up
+to the next of `allowed_batch_sizes` with the first row of its last request
+(batching_session.cc's MergeInputTensors), run once, and split back; the
+padding rows are dropped. TF Serving keeps one queue per signature and fails
+a whole merged batch whose requests disagree (different context lengths:
+FAILED_PRECONDITION; different horizons: the graph's INVALID_ARGUMENT); the
+finer key here means such requests are never merged.
 """
 
 from __future__ import annotations
 
+import collections
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
+from typing import Optional
 
+import grpc
 import numpy as np
 
-from serving.errors import invalid
+from serving.batching_parameters import BatchingOptions
+from serving.errors import ServingError, invalid
 
 
 class _Task:
     __slots__ = ("arrays", "size", "future", "enqueued")
 
-    def __init__(self, arrays, size):
+    def __init__(self, arrays: dict[str, np.ndarray], size: int):
         self.arrays = arrays
         self.size = size
         self.future: Future = Future()
         self.enqueued = time.monotonic()
 
 
+class _Queue:
+    """The batches of one key: closed ones waiting for a thread, then the open one."""
+
+    def __init__(self, options: BatchingOptions, run: Callable[[dict], dict]):
+        self.options = options
+        self.run = run
+        self.batches: list[list[_Task]] = [[]]
+        self.sizes = [0]
+
+    def add(self, task: _Task) -> None:
+        o = self.options
+        if self.sizes[-1] + task.size > o.max_batch_size:
+            if len(self.batches) >= o.max_enqueued_batches:
+                raise ServingError(
+                    grpc.StatusCode.UNAVAILABLE,
+                    "The batch scheduling queue to which this task was submitted is full; "
+                    f"currently {len(self.batches)} batches enqueued and max_enqueued_batches "
+                    f"is {o.max_enqueued_batches}")
+            self.batches.append([])
+            self.sizes.append(0)
+        self.batches[-1].append(task)
+        self.sizes[-1] += task.size
+
+    def due_at(self) -> Optional[float]:
+        """time.monotonic() at which the front batch may run; None when there is none."""
+        if len(self.batches) > 1 or self.sizes[0] >= self.options.max_batch_size:
+            return float("-inf")
+        if not self.batches[0]:
+            return None
+        return self.batches[0][0].enqueued + self.options.timeout
+
+    def pop(self) -> list[_Task]:
+        self.sizes.pop(0)
+        batch = self.batches.pop(0)
+        if not self.batches:
+            self.batches, self.sizes = [[]], [0]
+        return batch
+
+    def empty(self) -> bool:
+        return len(self.batches) == 1 and not self.batches[0]
+
+
 class Batcher:
-    """Queues compatible requests and runs them together.
+    """Queues of compatible requests and the batch threads that run them.
 
     Args:
-        max_batch_size: most examples in one model call.
-        timeout: seconds the oldest request of a batch may wait for others.
-        threads: batches run at the same time.
+        num_batch_threads: batches run at the same time, over all queues.
+        thread_pool_name: the threads' name prefix.
+
+    Example:
+
+        batcher = Batcher(2)
+        future = batcher.submit(key, BatchingOptions(max_batch_size=8), run, arrays)
+        outputs = future.result()
     """
 
-    def __init__(self, max_batch_size: int, timeout: float, threads: int = 1):
-        if max_batch_size < 1:
-            raise ValueError(f"max_batch_size must be positive. Received: {max_batch_size}")
-        if timeout < 0:
-            raise ValueError(f"batch timeout must be >= 0. Received: {timeout}")
-        self.max_batch_size = max_batch_size
-        self.timeout = timeout
-        self._queues: dict[tuple, tuple[Callable, list[_Task]]] = {}
+    def __init__(self, num_batch_threads: int = 1, thread_pool_name: str = "batch_threads"):
+        if num_batch_threads < 1:
+            raise ValueError(f"num_batch_threads must be positive. Received: {num_batch_threads}")
+        self._queues: dict[tuple, _Queue] = {}
         self._cv = threading.Condition()
         self._closed = False
-        self.calls = 0        # model calls made, and
-        self.examples = 0     # examples they held: examples / calls is the mean batch
-        self._threads = [threading.Thread(target=self._loop, name=f"batcher-{i}", daemon=True)
-                         for i in range(threads)]
+        self._next = 0
+        self.calls = 0        # model calls made,
+        self.examples = 0     # the examples they held (examples / calls is the mean batch),
+        self.padding = 0      # the padding rows added to them,
+        self.batch_sizes: collections.Counter = collections.Counter()   # and their sizes
+        self._threads = [threading.Thread(target=self._loop, name=f"{thread_pool_name}-{i}",
+                                          daemon=True) for i in range(num_batch_threads)]
         for t in self._threads:
             t.start()
 
-    def submit(self, key: tuple, run: Callable[[dict], dict], arrays: dict[str, np.ndarray],
-               batched: list[str]) -> Future:
+    def submit(self, key: tuple, options: BatchingOptions, run: Callable[[dict], dict],
+               arrays: dict[str, np.ndarray]) -> Future:
         """Queues one request.
 
         Args:
-            key: requests with equal keys may share a call (see the module docstring).
-            run: arrays -> outputs, each output batched on its first dimension.
-            arrays: the request's inputs.
-            batched: names of the inputs stacked on their first dimension.
+            key: requests with equal keys may share a batch (see the module docstring).
+            options: the queue's batching options (those of the first request of the key).
+            run: arrays -> outputs, every output batched on its first dimension.
+            arrays: the request's inputs, every one batched on its first dimension.
 
         Returns:
             A Future of the request's outputs.
+
+        Raises:
+            ServingError: TF Serving's INVALID_ARGUMENT for a rank-0 input, unequal first
+                dimensions or a request larger than max_batch_size; UNAVAILABLE when the
+                queue is full.
         """
-        size = int(arrays[batched[0]].shape[0])
-        if size > self.max_batch_size:
+        if any(np.ndim(v) == 0 for v in arrays.values()):
+            raise invalid("Batching Run() input tensors must have at least one dimension")
+        sizes = {int(v.shape[0]) for v in arrays.values()}
+        if len(sizes) != 1:
+            raise invalid("Batching Run() input tensors must have equal 0th-dimension size")
+        (size,) = sizes
+        if size > options.max_batch_size:
             raise invalid(f"Task size {size} is larger than maximum input batch size "
-                          f"{self.max_batch_size}")
+                          f"{options.max_batch_size}")
         task = _Task(arrays, size)
         with self._cv:
             if self._closed:
-                raise RuntimeError("The batcher is closed.")
-            entry = self._queues.setdefault(key, (run, batched, []))
-            entry[2].append(task)
+                raise ServingError(grpc.StatusCode.UNAVAILABLE, "The server is shutting down.")
+            queue = self._queues.get(key)
+            if queue is None:
+                queue = self._queues[key] = _Queue(options, run)
+            queue.add(task)
             self._cv.notify_all()
         return task.future
 
     def close(self) -> None:
+        """Runs what is queued, then stops the threads."""
         with self._cv:
             self._closed = True
             self._cv.notify_all()
         for t in self._threads:
             t.join()
 
-    def _take(self):
-        """Waits for a batch to be due; returns (run, batched, tasks) or None when closed."""
+    def _take(self) -> Optional[tuple[_Queue, list[_Task]]]:
+        """Waits for a due batch; None once closed and drained."""
         with self._cv:
             while True:
-                if not self._queues:
-                    if self._closed:
-                        return None
-                    self._cv.wait()
-                    continue
-                key = min(self._queues, key=lambda k: self._queues[k][2][0].enqueued)
-                run, batched, tasks = self._queues[key]
-                due = tasks[0].enqueued + self.timeout
-                now = time.monotonic()
-                if sum(t.size for t in tasks) < self.max_batch_size and now < due \
-                        and not self._closed:
-                    self._cv.wait(due - now)
-                    continue
-                taken, total = [], 0
-                while tasks and total + tasks[0].size <= self.max_batch_size:
-                    total += tasks[0].size
-                    taken.append(tasks.pop(0))
-                if not tasks:
-                    del self._queues[key]
-                return run, batched, taken
+                keys = list(self._queues)
+                if not keys and self._closed:
+                    return None
+                now, wait = time.monotonic(), None
+                for i in range(len(keys)):
+                    key = keys[(self._next + i) % len(keys)]
+                    queue = self._queues[key]
+                    due = queue.due_at()
+                    if due is None:
+                        continue
+                    if due <= now or self._closed:
+                        self._next = (self._next + i + 1) % len(keys)
+                        batch = queue.pop()
+                        if queue.empty():
+                            del self._queues[key]
+                        return queue, batch
+                    wait = due - now if wait is None else min(wait, due - now)
+                self._cv.wait(wait)
 
     def _loop(self) -> None:
         while True:
             item = self._take()
             if item is None:
                 return
-            run, batched, tasks = item
+            queue, tasks = item
             live = [t for t in tasks if t.future.set_running_or_notify_cancel()]
-            if not live:
-                continue
+            if live:
+                self._run(queue.options, queue.run, live)
+
+    def _run(self, options: BatchingOptions, run: Callable[[dict], dict],
+             tasks: list[_Task]) -> None:
+        total = sum(t.size for t in tasks)
+        padded = options.padded_size(total)
+        with self._cv:
             self.calls += 1
-            self.examples += sum(t.size for t in live)
-            try:
-                if len(live) == 1:
-                    outputs = [run(live[0].arrays)]
-                else:
-                    merged = dict(live[0].arrays)
-                    for name in batched:
-                        merged[name] = np.concatenate([t.arrays[name] for t in live])
-                    out = run(merged)
-                    bounds = np.cumsum([0] + [t.size for t in live])
-                    outputs = [{k: v[bounds[i]:bounds[i + 1]] for k, v in out.items()}
-                               for i in range(len(live))]
-            except BaseException as e:  # noqa: BLE001 - handed to every waiting request
-                for t in live:
-                    t.future.set_exception(e)
-                continue
-            for t, o in zip(live, outputs):
-                t.future.set_result(o)
+            self.examples += total
+            self.padding += padded - total
+            self.batch_sizes[padded] += 1
+        try:
+            if len(tasks) == 1 and padded == total:
+                outputs = [run(tasks[0].arrays)]
+            else:
+                outputs = _split(run(_merge(tasks, padded - total)), tasks, padded)
+        except BaseException as e:  # noqa: BLE001 - handed to every waiting request
+            for t in tasks:
+                t.future.set_exception(e)
+            return
+        for t, o in zip(tasks, outputs):
+            t.future.set_result(o)
+
+
+def _merge(tasks: list[_Task], padding: int) -> dict[str, np.ndarray]:
+    """Every input concatenated on dimension 0, then `padding` copies of the last row 0."""
+    merged = {}
+    for name in tasks[0].arrays:
+        parts = [t.arrays[name] for t in tasks]
+        if padding:
+            parts.append(np.repeat(parts[-1][:1], padding, axis=0))
+        merged[name] = np.concatenate(parts)
+    return merged
+
+
+def _split(outputs: dict[str, np.ndarray], tasks: list[_Task],
+           padded: int) -> list[dict[str, np.ndarray]]:
+    """Each task's rows of every output (batching_session.cc's SplitOutputTensors)."""
+    for value in outputs.values():
+        if np.ndim(value) == 0:
+            raise ServingError(grpc.StatusCode.FAILED_PRECONDITION,
+                               "Batched output tensor has 0 dimensions")
+        if value.shape[0] != padded:
+            raise ServingError(grpc.StatusCode.FAILED_PRECONDITION,
+                               "Batched output tensor's 0th dimension does not equal the sum "
+                               "of the 0th dimension sizes of the input tensors")
+    bounds = np.cumsum([0] + [t.size for t in tasks])
+    return [{k: v[bounds[i]:bounds[i + 1]] for k, v in outputs.items()}
+            for i in range(len(tasks))]

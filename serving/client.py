@@ -163,11 +163,13 @@ class PredictionClient:
         """Predicted frames (batch, horizon, H, W, C) after `context` (batch, time, H, W, C).
 
         `context` may be uint8 or float32 in [0, 1]; it is converted to the signature's
-        dtype, and the frames come back in that dtype.
+        dtype, and the frames come back in that dtype. The horizon travels as one value
+        per clip (int32 (batch,)), which TF Serving's batching needs.
         """
         context = _as_signature_dtype(context, self.signature)
-        out = self.predict_tensors({C.CONTEXT: context, C.HORIZON: np.int32(horizon)},
-                                   timeout=timeout)
+        out = self.predict_tensors(
+            {C.CONTEXT: context, C.HORIZON: C.horizon_input(horizon, len(context))},
+            timeout=timeout)
         return out[C.FRAMES]
 
     def metadata(self, timeout: Optional[float] = None) -> dict:
@@ -206,13 +208,18 @@ class RestPredictionClient:
         base_url: e.g. "http://localhost:8501".
         model_name, version, version_label, signature, timeout, retries, backoff: as
             PredictionClient (503 is REST's UNAVAILABLE).
+        row_format: send `{"instances": [...]}`, one object per example (every input,
+            the horizon too, is stacked on a new first dimension by the server), instead
+            of the columnar `{"inputs": {...}}`.
     """
 
     def __init__(self, base_url: str, model_name: str, version: Optional[int] = None,
                  version_label: Optional[str] = None, signature: str = C.SERVING_DEFAULT,
-                 timeout: float = 30.0, retries: int = 4, backoff: float = 0.1):
+                 timeout: float = 30.0, retries: int = 4, backoff: float = 0.1,
+                 row_format: bool = False):
         _set_request_options(self, model_name, version, version_label, signature, timeout,
                              retries, backoff)
+        self.row_format = row_format
         self.base_url = base_url.rstrip("/")
 
     def __enter__(self):
@@ -266,18 +273,27 @@ class RestPredictionClient:
 
     def predict_tensors(self, inputs: dict[str, np.ndarray], signature: Optional[str] = None,
                         timeout: Optional[float] = None) -> dict[str, np.ndarray]:
-        """Any signature, in the columnar ("inputs") format; outputs as float32/uint8/int32."""
-        body = {"signature_name": signature or self.signature,
-                "inputs": {k: np.asarray(v).tolist() for k, v in inputs.items()}}
-        out = self._call(self._url(":predict"), body, timeout)["outputs"]
-        return out if isinstance(out, dict) else {None: out}
+        """Any signature, named arrays in, named nested lists out (None: the only output)."""
+        body = {"signature_name": signature or self.signature}
+        if not self.row_format:
+            body["inputs"] = {k: np.asarray(v).tolist() for k, v in inputs.items()}
+            out = self._call(self._url(":predict"), body, timeout)["outputs"]
+            return out if isinstance(out, dict) else {None: out}
+        arrays = {k: np.asarray(v) for k, v in inputs.items()}
+        batch = len(next(iter(arrays.values())))
+        body["instances"] = [{k: v[i].tolist() for k, v in arrays.items()} for i in range(batch)]
+        rows = self._call(self._url(":predict"), body, timeout)["predictions"]
+        if rows and isinstance(rows[0], dict):
+            return {k: [r[k] for r in rows] for k in rows[0]}
+        return {None: rows}
 
     def predict(self, context: np.ndarray, horizon: int,
                 timeout: Optional[float] = None) -> np.ndarray:
         """As PredictionClient.predict."""
         context = _as_signature_dtype(context, self.signature)
-        out = self.predict_tensors({C.CONTEXT: context, C.HORIZON: int(horizon)},
-                                   timeout=timeout)
+        out = self.predict_tensors(
+            {C.CONTEXT: context, C.HORIZON: C.horizon_input(horizon, len(context))},
+            timeout=timeout)
         (frames,) = out.values()
         return np.asarray(frames, dtype=context.dtype)
 

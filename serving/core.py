@@ -19,10 +19,13 @@ import grpc
 import numpy as np
 from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2, predict_pb2
 
+from export import contract as C
 from serving import tensors
 from serving.batching import Batcher
+from serving.batching_parameters import BatchingOptions
 from serving.errors import ServingError, invalid
-from serving.manager import ModelManager
+from serving.model_registry import ModelRegistry
+from serving.monitoring import Metrics
 from serving.servable import Servable
 
 SIGNATURE_DEF = "signature_def"
@@ -45,39 +48,39 @@ class Limits:
     max_response_bytes: int = 512 << 20
 
 
-@dataclasses.dataclass(frozen=True)
-class BatchingOptions:
-    max_batch_size: int = 16
-    timeout: float = 0.002
-    threads: int = 1
-
-
 class ServingCore:
-    """One model, its versions, and how requests to it are checked and run.
+    """The configured models, their versions, and how requests to them are checked and run.
 
     Args:
-        name: the model name.
-        base_path: BASE/NAME, holding version directories.
+        config: a ModelServerConfig (serving/model_config.py; `single_model_config` for
+            one model from BASE/NAME).
         limits: request limits.
         poll_interval: seconds between version scans.
         batching: BatchingOptions, or None for one model call per request.
         model_threads: model calls that may run at once (without batching).
+        metrics: a `serving.monitoring.Metrics` (None: a new one).
+        allow_version_labels_for_unavailable_models: TF Serving's flag of that name.
     """
 
-    def __init__(self, name: str, base_path: str, limits: Optional[Limits] = None,
+    def __init__(self, config, limits: Optional[Limits] = None,
                  poll_interval: float = 1.0, batching: Optional[BatchingOptions] = None,
-                 model_threads: int = 4):
+                 model_threads: int = 4, metrics: Optional[Metrics] = None,
+                 allow_version_labels_for_unavailable_models: bool = False):
         self.limits = limits = limits or Limits()
-        self.manager = ModelManager(name, base_path, limits, poll_interval, warmup=self.warmup)
-        self.batcher = (Batcher(batching.max_batch_size, batching.timeout, batching.threads)
+        self.metrics = metrics or Metrics()
+        self.models = ModelRegistry(
+            config, limits, poll_interval, warmup=self.warmup, metrics=self.metrics,
+            allow_version_labels_for_unavailable_models=allow_version_labels_for_unavailable_models)
+        self.batching = batching
+        self.batcher = (Batcher(batching.num_batch_threads, batching.thread_pool_name)
                         if batching else None)
         self._pool = ThreadPoolExecutor(model_threads, thread_name_prefix="model")
 
     def start(self) -> None:
-        self.manager.start()
+        self.models.start()
 
     def stop(self) -> None:
-        self.manager.stop()
+        self.models.stop()
         if self.batcher is not None:
             self.batcher.close()
         self._pool.shutdown(wait=True)
@@ -88,7 +91,7 @@ class ServingCore:
         version = spec.version.value if spec.HasField("version") else None
         label = spec.version_label if spec.WhichOneof("version_choice") == "version_label" \
             else None
-        return self.manager.handle(spec.name, version, label)
+        return self.models.resolve(spec.name, version, label)
 
     def predict(self, request: predict_pb2.PredictRequest,
                 deadline: Optional[float] = None) -> predict_pb2.PredictResponse:
@@ -140,19 +143,31 @@ class ServingCore:
             raise ServingError(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded") from None
 
     def _submit(self, servable: Servable, key: str, arrays: dict[str, np.ndarray]) -> Future:
-        specs = servable.input_specs[key]
-        batched = sorted(a for a, s in specs.items() if s.shape and s.shape[0] == -1)
-        if self.batcher is None or not batched or len(batched) + sum(
-                1 for a in specs if specs[a].shape == ()) != len(specs):
+        options = self._batching_for(servable)
+        if options is None:
             return self._pool.submit(servable.run, key, arrays)
-        merge_key = (id(servable), key,
-                     tuple((a, arrays[a].shape[1:]) for a in batched),
-                     tuple((a, arrays[a].tobytes()) for a in sorted(specs) if a not in batched))
-        return self.batcher.submit(merge_key, lambda x: servable.run(key, x), arrays, batched)
+        # Requests share a batch only when TF Serving's merge would succeed for them: the
+        # same shapes beyond the batch dimension and the same horizon.
+        merge_key = (servable, key, tuple((a, v.shape[1:]) for a, v in sorted(arrays.items())),
+                     tuple((a, np.asarray(arrays[a]).reshape(-1)[:1].tobytes())
+                           for a in C.UNIFORM_INPUTS if a in arrays))
+        return self.batcher.submit(merge_key, options, lambda x: servable.run(key, x), arrays)
 
-    def warmup(self, servable: Servable) -> None:
-        """Replays the export's warm-up records on `servable`; any failure fails the load."""
-        for request in servable.warmup_requests():
+    def _batching_for(self, servable: Servable) -> Optional[BatchingOptions]:
+        """The server's batching options, or the version's own ones (per-model batching)."""
+        if self.batching is None or not self.batching.per_model:
+            return self.batching
+        return servable.batching_options(self.batching)
+
+    def warmup(self, servable: Servable) -> int:
+        """Replays the export's warm-up records on `servable`; any failure fails the load.
+
+        Returns:
+            The number of records replayed.
+        """
+        self._batching_for(servable)   # a bad per-model batching file fails the load too
+        requests = servable.warmup_requests()
+        for request in requests:
             key, _ = servable.signature_def(request.model_spec.signature_name)
             servable.check_names(key, request.inputs.keys())
             arrays = {a: tensors.from_proto(p) for a, p in request.inputs.items()}
@@ -160,6 +175,7 @@ class ServingCore:
                                         for a, v in arrays.items()})
             servable.check_values(key, arrays)
             servable.run(key, arrays)
+        return len(requests)
 
     # ---- metadata and status ------------------------------------------------------
 
@@ -192,7 +208,7 @@ class ServingCore:
         version = spec.version.value if spec.HasField("version") else None
         response = get_model_status_pb2.GetModelStatusResponse()
         enum = get_model_status_pb2.ModelVersionStatus.State
-        for v, state in self.manager.status(spec.name, version):
+        for v, state in self.models.status(spec.name, version):
             entry = response.model_version_status.add()
             entry.version = v
             entry.state = enum.Value(state.state)

@@ -67,6 +67,10 @@ class ServingError(Exception):
         self.http_status = http_status if http_status is not None else HTTP_STATUS[code]
 
 
+class ConfigFileError(ValueError):
+    """A config file (model, monitoring) that cannot be read or parsed; the message names it."""
+
+
 def from_tf_error(error) -> ServingError:
     """A `tf.errors.OpError` as a ServingError with the same code and message."""
     code = _BY_VALUE.get(getattr(error, "error_code", 2), grpc.StatusCode.UNKNOWN)

@@ -1,13 +1,22 @@
 """Version directories of one model: polled, loaded fully and warmed, then swapped in.
 
-TF Serving's default version policy: the highest version is served. A
-version directory is loaded only when it looks finished, meaning it holds
-`saved_model.pb` and its listing (paths, sizes, modification times) is
-unchanged across one poll interval; then it is loaded and every warm-up
-record replayed before it replaces the old version. If any step fails, the
-old version keeps serving and the failure is reported in the model status;
-the directory is tried again when its files change. Requests hold a
-reference to the version they started on, so a swap never interrupts them.
+Which versions serve is the model's version policy (`latest {num_versions}`
+by default, `all`, or `specific {versions}`; see serving/model_config.py),
+applied to the version directories that could be loaded. A directory can
+be loaded when it looks finished: it holds `saved_model.pb` and its listing
+(paths, sizes, modification times) is unchanged across one poll interval.
+Loading means reading the SavedModel and replaying every warm-up record;
+only then does the version take requests.
+
+Versions come and go by TF Serving's AvailabilityPreservingPolicy
+(core/availability_preserving_policy.cc): a version the policy no longer
+wants is unloaded only once a wanted version serves, or when no version is
+wanted at all. So when the serving version's directory is removed, the next
+version is loaded and warmed before the old one stops taking requests. A
+version that fails to load is reported in the model status and not retried
+until its files change; the versions already serving keep serving. Requests
+hold a reference to the version they started on, so an unload never
+interrupts them.
 """
 
 from __future__ import annotations
@@ -20,11 +29,18 @@ from collections.abc import Callable
 from typing import Optional
 
 import grpc
+from tensorflow_serving.config.file_system_storage_path_source_pb2 import (
+    FileSystemStoragePathSourceConfig,
+)
 
-from serving.errors import ServingError, invalid, not_found
+from serving import model_config
+from serving.errors import ServingError, not_found
 from serving.servable import Servable
 
 log = logging.getLogger("vidgen.serving")
+
+# TF Serving's default policy: the highest version.
+_LATEST = FileSystemStoragePathSourceConfig.ServableVersionPolicy()
 
 START, LOADING, AVAILABLE, UNLOADING, END = "START", "LOADING", "AVAILABLE", "UNLOADING", "END"
 
@@ -51,126 +67,168 @@ class VersionState:
 
 
 class ModelManager:
-    """Serves the latest good version of `base_path` (= BASE/NAME).
+    """Serves the versions of `base_path` (= BASE/NAME) that its version policy names.
 
     Args:
         name: the model name requests must use.
         base_path: the directory holding numeric version directories.
         limits: the server's `Limits` (passed to every Servable).
         poll_interval: seconds between scans of `base_path`.
-        warmup: callable(servable) replaying its warm-up records; raises on failure.
+        warmup: callable(servable) replaying its warm-up records and returning how many
+            it replayed; raises on failure.
+        policy: a ServableVersionPolicy proto (None: latest 1, TF Serving's default).
+        metrics: a `serving.monitoring.Metrics` for load and warm-up times, or None.
     """
 
     def __init__(self, name: str, base_path: str, limits, poll_interval: float = 1.0,
-                 warmup: Optional[Callable[[Servable], None]] = None):
+                 warmup: Optional[Callable[[Servable], int]] = None, policy=None,
+                 metrics=None):
         self.name = name
         self.base_path = base_path
         self.limits = limits
         self.poll_interval = poll_interval
         self.warmup = warmup
-        self._current: Optional[Servable] = None
+        self.metrics = metrics
+        self._policy = policy
+        self._servables: dict[int, Servable] = {}   # replaced, never mutated: read lock-free
         self._states: dict[int, VersionState] = {}
         self._seen: dict[int, tuple] = {}      # version -> snapshot at the last poll
         self._failed: dict[int, tuple] = {}    # version -> snapshot that failed to load
         self._lock = threading.Lock()
+        self._poll_lock = threading.Lock()
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._thread: Optional[threading.Thread] = None
-        self.loaded = threading.Event()
+        self.loaded = threading.Event()        # set once a first version serves
 
     @property
     def served_version(self) -> Optional[int]:
-        """The version requests without a version go to (None before the first load)."""
-        current = self._current
-        return None if current is None else current.version
+        """The version requests without a version go to (None while none serves)."""
+        servables = self._servables
+        return max(servables) if servables else None
+
+    @property
+    def available_versions(self) -> list[int]:
+        return sorted(self._servables)
+
+    def is_available(self, version: int) -> bool:
+        return version in self._servables
 
     def version_state(self, version: int) -> Optional[VersionState]:
         """The state of `version` (None if it was never seen)."""
         with self._lock:
             return self._states.get(version)
 
+    def set_policy(self, policy) -> None:
+        """Applies a new version policy at the next scan, which starts at once."""
+        self._policy = policy
+        self._wake.set()
+
     # ---- requests -----------------------------------------------------------------
 
-    def handle(self, name: str, version: Optional[int] = None,
-               label: Optional[str] = None) -> Servable:
-        """The servable a request names, with TF Serving's NOT_FOUND messages."""
-        if label:
-            raise invalid(f"Unrecognized servable version label: {label}")
-        current = self._current
-        if name != self.name or current is None:
-            if version is not None:
-                raise not_found(f"Servable not found for request: Specific({name}, {version})")
-            raise not_found(f"Servable not found for request: Latest({name})")
-        if version is not None and version != current.version:
-            raise not_found(f"Servable not found for request: Specific({name}, {version})")
-        return current
+    def handle(self, version: Optional[int] = None) -> Servable:
+        """The highest serving version, or `version`, with TF Serving's NOT_FOUND messages."""
+        servables = self._servables
+        if version is None:
+            if not servables:
+                raise not_found(f"Servable not found for request: Latest({self.name})")
+            return servables[max(servables)]
+        if version not in servables:
+            raise not_found(f"Servable not found for request: Specific({self.name}, {version})")
+        return servables[version]
 
-    def status(self, name: str, version: Optional[int] = None) -> list[tuple[int, VersionState]]:
+    def status(self, version: Optional[int] = None) -> list[tuple[int, VersionState]]:
         """(version, state) pairs, with TF Serving's GetModelStatus messages when unknown."""
         with self._lock:
             states = dict(self._states)
-        if name != self.name or not states:
-            if version is not None:
-                raise not_found(f"Could not find version {version} of model {name}")
-            raise not_found(f"Could not find any versions of model {name}")
         if version is not None:
             if version not in states:
-                raise not_found(f"Could not find version {version} of model {name}")
+                raise not_found(f"Could not find version {version} of model {self.name}")
             return [(version, states[version])]
+        if not states:
+            raise not_found(f"Could not find any versions of model {self.name}")
         return sorted(states.items())
 
     # ---- polling ------------------------------------------------------------------
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="version-poller", daemon=True)
+        self._thread = threading.Thread(target=self._loop, name=f"versions-{self.name}",
+                                        daemon=True)
         self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self, unload: bool = False) -> None:
+        """Stops polling; `unload` also stops serving every version (model removed)."""
         self._stop.set()
-        if self._thread is not None:
+        self._wake.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join()
+        if unload:
+            with self._lock:
+                for v in self._servables:
+                    self._states[v] = VersionState(END)
+                self._servables = {}
 
     def _loop(self) -> None:
         while not self._stop.is_set():
+            self._wake.clear()   # a policy change during the scan wakes the next one
             try:
                 self.poll_once()
             except Exception:  # noqa: BLE001 - the poller must outlive any one bad scan
                 log.exception("Polling %s failed", self.base_path)
-            self._stop.wait(self.poll_interval)
+            self._wake.wait(self.poll_interval)
 
     def _versions(self) -> dict[int, str]:
         try:
             names = os.listdir(self.base_path)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             return {}
         return {int(n): os.path.join(self.base_path, n) for n in names
                 if n.isdigit() and os.path.isdir(os.path.join(self.base_path, n))}
 
     def poll_once(self) -> None:
-        """One scan: note snapshots, and load the highest version that is stable and new."""
+        """One scan: the policy's versions are loaded, then the others unloaded if allowed."""
+        with self._poll_lock:
+            self._poll()
+
+    def _poll(self) -> None:
         versions = self._versions()
-        stable = []
+        loadable = set(self._servables) & set(versions)
         for v, path in versions.items():
             snap = snapshot(path)
             prev = self._seen.get(v)
             self._seen[v] = snap
             has_graph = any(f[0] in ("saved_model.pb", "saved_model.pbtxt") for f in snap)
-            if snap and snap == prev and has_graph and self._failed.get(v) != snap:
-                stable.append(v)
+            if snap and snap == prev and has_graph:
+                loadable.add(v)
         for v in list(self._seen):
             if v not in versions:
                 del self._seen[v]
                 self._failed.pop(v, None)
-        current = self._current
-        if current is not None and current.version not in versions:
-            # The served directory was removed: TF Serving unloads it.
-            log.info("Version %d of %s was removed; unloading it.", current.version, self.name)
+        # A version that failed stays wanted (so what serves is kept, as TF Serving keeps
+        # it for a version in error) but is not retried until its files change.
+        aspired = model_config.aspired_versions(self._policy or _LATEST, loadable)
+        self._unload_unwanted(aspired)
+        for v in sorted(aspired - set(self._servables), reverse=True):
+            if self._stop.is_set():
+                return
+            if self._failed.get(v) != self._seen.get(v):
+                self._load(v, versions[v])
+                self._unload_unwanted(aspired)
+
+    def _unload_unwanted(self, aspired: set[int]) -> None:
+        loaded = set(self._servables)
+        unwanted = sorted(loaded - aspired)
+        if not aspired or loaded & aspired:
+            drop = unwanted
+        else:
+            drop = unwanted[:-1]   # keep the highest until a wanted version serves
+        for v in drop:
+            reason = ("its directory was removed" if v not in self._seen
+                      else "the version policy no longer names it")
+            log.info("Unloading version %d of %s: %s.", v, self.name, reason)
             with self._lock:
-                self._current = None
-                self._states[current.version] = VersionState(END)
-            current = None
-        candidates = [v for v in stable if current is None or v > current.version]
-        if candidates:
-            self._load(max(candidates), versions[max(candidates)])
+                self._servables = {k: s for k, s in self._servables.items() if k != v}
+                self._states[v] = VersionState(END)
 
     def _load(self, version: int, path: str) -> None:
         with self._lock:
@@ -178,25 +236,37 @@ class ModelManager:
         started = time.monotonic()
         try:
             servable = Servable(self.name, version, path, self.limits)
-            if self.warmup is not None:
-                self.warmup(servable)
-        except Exception as e:  # noqa: BLE001 - any failure leaves the old version serving
-            error = e if isinstance(e, ServingError) else ServingError(
-                grpc.StatusCode.UNKNOWN, f"Loading version {version} from {path} failed: "
-                f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
-            log.warning("Version %d of %s did not load; %s. %s", version, self.name,
-                        error.message, f"Still serving version {self._current.version}."
-                        if self._current else "No version is served.")
-            self._failed[version] = self._seen.get(version)
-            with self._lock:
-                self._states[version] = VersionState(END, error)
+        except Exception as e:  # noqa: BLE001 - any failure leaves the old versions serving
+            self._record_load(path, False, 0.0)
+            self._failed_load(version, path, e)
             return
+        loaded = time.monotonic()
+        self._record_load(path, True, loaded - started)
+        try:
+            replayed = self.warmup(servable) if self.warmup is not None else 0
+        except Exception as e:  # noqa: BLE001
+            self._failed_load(version, path, e)
+            return
+        if replayed and self.metrics is not None:
+            self.metrics.warmup(path, time.monotonic() - loaded)
         with self._lock:
-            old, self._current = self._current, servable
+            self._servables = {**self._servables, version: servable}
             self._states[version] = VersionState(AVAILABLE)
-            if old is not None:
-                # Requests already holding `old` finish on it; Python frees it after them.
-                self._states[old.version] = VersionState(END)
         self.loaded.set()
         log.info("Serving version %d of %s (loaded and warmed in %.2f s).", version, self.name,
                  time.monotonic() - started)
+
+    def _record_load(self, path: str, ok: bool, seconds: float) -> None:
+        if self.metrics is not None:
+            self.metrics.load(path, ok, seconds)
+
+    def _failed_load(self, version: int, path: str, e: Exception) -> None:
+        error = e if isinstance(e, ServingError) else ServingError(
+            grpc.StatusCode.UNKNOWN, f"Loading version {version} from {path} failed: "
+            f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+        serving = self.available_versions
+        log.warning("Version %d of %s did not load; %s. %s", version, self.name, error.message,
+                    f"Still serving versions {serving}." if serving else "No version is served.")
+        self._failed[version] = self._seen.get(version)
+        with self._lock:
+            self._states[version] = VersionState(END, error)

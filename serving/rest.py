@@ -1,15 +1,19 @@
 """TF Serving's REST API over `ServingCore`: paths, JSON tensors, `{"error": ...}` bodies.
 
     POST /v1/models/NAME[/versions/N|/labels/L]:predict   {"instances": [...]} or {"inputs": ...}
-    GET  /v1/models/NAME[/versions/N]                      model status
-    GET  /v1/models/NAME[/versions/N]/metadata             signature defs
+    GET  /v1/models/NAME[/versions/N|/labels/L]            model status
+    GET  /v1/models/NAME[/versions/N|/labels/L]/metadata   signature defs
+
+A label resolves to its version for predict and metadata; the status form
+ignores it and lists every version, as TF Serving's GetModelStatus does
+(get_model_status_impl.cc reads only the version field).
 
 Row format ("instances"): every instance is an object with one key per input
 and instances are stacked on a new first dimension; the response is
-`{"predictions": [...]}`. One difference from TF Serving, documented in the
-README: an input the signature declares as a scalar (the horizon) cannot be
-stacked, so it must have the same value in every instance and is passed
-once. Columnar format ("inputs"): the values as they are; the response is
+`{"predictions": [...]}`, as in TF Serving (the horizon too: it is a
+(batch,) vector). A scalar input of an older export cannot be stacked, so
+there it must have the same value in every instance and is passed once.
+Columnar format ("inputs"): the values as they are; the response is
 `{"outputs": ...}`.
 """
 
@@ -18,6 +22,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import urllib.parse
 from typing import Optional
 
 import grpc
@@ -164,21 +169,12 @@ def _dispatch(core, method, path, body, deadline):
     if m is None:
         raise malformed
     name, version, label, verb, sub = m.groups()
+    name = urllib.parse.unquote(name)   # TF Serving URL-decodes both (DecodeArg)
+    label = None if label is None else urllib.parse.unquote(label)
     version = int(version) if version is not None else None
     if method == "POST" and verb:
-        servable = core.manager.handle(name, version, label)
-        doc = parse_json(body)
-        signature = doc.get("signature_name", "")
-        if not isinstance(signature, str):
-            raise invalid("'signature_name' key must be a string value.")
-        if verb != "predict":
-            raise _not_predict(verb, servable, signature)
-        key = signature or "serving_default"
-        if key not in servable.signature_defs:
-            raise invalid(f'Serving signature name: "{key}" not found in signature def')
-        fmt, arrays = parse_predict(doc, servable.input_specs[key], core.limits.max_elements)
-        key, outputs = core.predict_arrays(servable, key, arrays, deadline)
-        return format_predict(fmt, outputs)
+        with core.metrics.request(name, verb, "REST") as call:
+            return _post(core, name, version, label, verb, body, deadline, call)
     if method == "GET" and not verb:
         if sub == "metadata":
             request = get_model_metadata_pb2.GetModelMetadataRequest(
@@ -202,6 +198,23 @@ def _dispatch(core, method, path, body, deadline):
         return json_format.MessageToDict(core.status(request), preserving_proto_field_name=True,
                                          always_print_fields_with_no_presence=True)
     raise malformed
+
+
+def _post(core, name, version, label, verb, body, deadline, call):
+    servable = core.models.resolve(name, version, label)
+    call.version = servable.version
+    doc = parse_json(body)
+    signature = doc.get("signature_name", "")
+    if not isinstance(signature, str):
+        raise invalid("'signature_name' key must be a string value.")
+    if verb != "predict":
+        raise _not_predict(verb, servable, signature)
+    key = signature or "serving_default"
+    if key not in servable.signature_defs:
+        raise invalid(f'Serving signature name: "{key}" not found in signature def')
+    fmt, arrays = parse_predict(doc, servable.input_specs[key], core.limits.max_elements)
+    key, outputs = core.predict_arrays(servable, key, arrays, deadline)
+    return format_predict(fmt, outputs)
 
 
 def _not_predict(verb, servable, signature: str):

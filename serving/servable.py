@@ -12,6 +12,7 @@ from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 
 from export import contract as C
 from serving import tensors
+from serving.batching_parameters import BatchingOptions
 from serving.errors import ServingError, from_tf_error, invalid
 
 PREDICT_METHOD = "tensorflow/serving/predict"
@@ -57,6 +58,24 @@ class Servable:
         self.input_specs = {
             k: {a: tensors.InputSpec.from_tensor_info(i) for a, i in sorted(v.inputs.items())}
             for k, v in self.signature_defs.items()}
+        self._batching: Optional[BatchingOptions] = None
+        self._batching_read = False
+
+    def batching_options(self, server: BatchingOptions) -> Optional[BatchingOptions]:
+        """This version's `batching_params.pbtxt` (None when it has none), read once.
+
+        Args:
+            server: the server's options, whose thread pool is used (as TF Serving does).
+
+        Raises:
+            ValueError: the file does not parse or holds refused values.
+        """
+        if not self._batching_read:
+            path = os.path.join(self.path, C.BATCHING_PARAMS_FILE)
+            if os.path.isfile(path):
+                self._batching = BatchingOptions.from_file(path, per_model=True, threads=server)
+            self._batching_read = True
+        return self._batching
 
     # ---- checks -------------------------------------------------------------------
 
@@ -121,10 +140,14 @@ class Servable:
         for alias, array in arrays.items():
             tensors.check_values(key, alias, array)
         if key in (C.SERVING_DEFAULT, C.PREDICT_UINT8) and C.HORIZON in arrays:
-            horizon = int(arrays[C.HORIZON])
-            if not 1 <= horizon <= C.MAX_HORIZON:
+            # One value per clip (an export from before batchable signatures: a scalar).
+            values = np.asarray(arrays[C.HORIZON]).reshape(-1)
+            bad = values[(values < 1) | (values > C.MAX_HORIZON)]
+            if bad.size:
                 raise invalid(f"Input '{C.HORIZON}' of signature '{key}': expected an integer "
-                              f"in [1, {C.MAX_HORIZON}], received {horizon}.")
+                              f"in [1, {C.MAX_HORIZON}], received {int(bad[0])}.")
+            tensors.check_uniform(key, C.HORIZON, values)
+            horizon = int(values[0])
             context = arrays[C.CONTEXT]
             itemsize = 1 if key == C.PREDICT_UINT8 else 4
             out = context.shape[0] * horizon * math.prod(context.shape[2:]) * itemsize

@@ -1,44 +1,50 @@
-"""A local server with TF Serving's gRPC and REST APIs, for one exported vidgen model.
+"""A local server with TF Serving's gRPC and REST APIs for exported vidgen models.
 
 Example:
 
     from serving.server import Server
     server = Server("models/vidgen", "vidgen", port=8500, rest_api_port=8501)
     server.start(); server.wait_for_model(); ...; server.stop()
+
+    # Several models, version policies and labels: TF Serving's model config file.
+    server = Server(model_config_file="models.config", model_config_file_poll_wait_seconds=5)
 """
 
 from __future__ import annotations
 
-import json
 import logging
+import os
 import threading
 import time
 from concurrent import futures
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Optional
 
 import grpc
 from tensorflow_serving.apis import (
+    model_management_pb2,
     model_service_pb2_grpc,
     prediction_service_pb2_grpc,
 )
 
-from serving import rest
+from serving import model_config, monitoring
 from serving.core import BatchingOptions, Limits, ServingCore
 from serving.errors import HTTP_STATUS, ServingError, invalid
+from serving.http_server import make_handler
 
 log = logging.getLogger("vidgen.serving")
 
 # Said at start-up, so nobody mistakes this server for all of TF Serving.
 NOT_IMPLEMENTED = (
-    "one model per server (no --model_config_file, no model config reloading: "
-    "HandleReloadConfigRequest answers UNIMPLEMENTED)",
-    "version policy 'latest' only (no 'all' or 'specific' policies, no version labels)",
+    "model configs: model_config_list only (no custom_model_config, no logging_config, no "
+    "model_config_list_root_dir, so base_path must be absolute), local directories only; "
+    "HandleReloadConfigRequest ignores metric_names",
     "Classify, Regress and MultiInference answer TF Serving's error for predict-only "
     "signatures (vidgen exports only predict signatures)",
-    "no tf.Example inputs, no base64 string tensors in REST, no SSL, no Prometheus metrics, "
+    "no tf.Example inputs, no base64 string tensors in REST, no SSL, "
     "no TFRT / TFLite / GPU options",
-    "REST row format: a scalar input (horizon) is passed once, not stacked",
+    "Prometheus: the request, load and warm-up metrics only, not TensorFlow's own "
+    "(:tensorflow:core:...); counters are exported untyped to keep TF Serving's sample names",
     "responses use tensor_content rather than repeated value fields",
 )
 
@@ -58,7 +64,12 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
 
     def Predict(self, request, context):  # noqa: N802 - gRPC method names
         try:
-            return self.core.predict(request, _deadline(context))
+            with self.core.metrics.request(request.model_spec.name, "Predict", "GRPC") as call:
+                if not request.HasField("model_spec"):
+                    raise invalid("Missing ModelSpec")
+                servable = self.core.resolve(request.model_spec)
+                call.version = servable.version
+                return self.core.predict_on(servable, request, _deadline(context))
         except ServingError as e:
             _abort(context, e)
 
@@ -69,12 +80,20 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             _abort(context, e)
 
     def Classify(self, request, context):  # noqa: N802
-        _abort(context, self._not_predict(request.model_spec, "classification",
-                                          "tensorflow/serving/classify"))
+        try:
+            with self.core.metrics.request(request.model_spec.name, "Classify", "GRPC"):
+                raise self._not_predict(request.model_spec, "classification",
+                                        "tensorflow/serving/classify")
+        except ServingError as e:
+            _abort(context, e)
 
     def Regress(self, request, context):  # noqa: N802
-        _abort(context, self._not_predict(request.model_spec, "regression",
-                                          "tensorflow/serving/regress"))
+        try:
+            with self.core.metrics.request(request.model_spec.name, "Regress", "GRPC"):
+                raise self._not_predict(request.model_spec, "regression",
+                                        "tensorflow/serving/regress")
+        except ServingError as e:
+            _abort(context, e)
 
     def MultiInference(self, request, context):  # noqa: N802
         try:
@@ -128,60 +147,33 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
             _abort(context, e)
 
     def HandleReloadConfigRequest(self, request, context):  # noqa: N802
-        context.abort(grpc.StatusCode.UNIMPLEMENTED,
-                      "This server serves one model from --model_base_path; it has no model "
-                      "config to reload.")
+        """Replaces the model config, as TF Serving's ModelServiceImpl does.
 
-
-def _rest_handler(core: ServingCore, timeout: Optional[float], max_body: int):
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def _reply(self, status: int, body: dict) -> None:
-            data = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def _handle(self, method: str) -> None:
-            try:
-                length = int(self.headers.get("Content-Length") or 0)
-                if length < 0:
-                    raise ValueError
-            except ValueError:
-                self.close_connection = True
-                self._reply(400, {"error": "Content-Length must be a non-negative integer. "
-                                           f"Received: {self.headers.get('Content-Length')!r}"})
-                return
-            if length > max_body:
-                # Read nothing more: the connection is closed after the answer.
-                self.close_connection = True
-                error = ServingError(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                                     f"Request body of {length} bytes exceeds the server's "
-                                     f"limit of {max_body} bytes (--max_request_bytes).")
-                self._reply(413, {"error": error.message})
-                return
-            body = self.rfile.read(length) if length else b""
-            deadline = None if timeout is None else time.monotonic() + timeout
-            status, out = rest.handle(core, method, self.path, body, deadline)
-            self._reply(status, out)
-
-        def do_GET(self):  # noqa: N802
-            self._handle("GET")
-
-        def do_POST(self):  # noqa: N802
-            self._handle("POST")
-
-        def log_message(self, fmt, *args):
-            log.debug("REST %s", fmt % args)
-
-    return Handler
+        The answer comes once every newly added model serves (or failed to load); a
+        refused config leaves the old one in force. `metric_names` is not supported.
+        """
+        try:
+            if request.config.WhichOneof("config") != "model_config_list":
+                raise invalid("ServerModelConfig type not supported by "
+                              "HandleReloadConfigRequest. Only ModelConfigList is currently "
+                              "supported")
+            self.core.models.reload(request.config, wait=True,
+                                    timeout=context.time_remaining())
+        except ServingError as e:
+            log.error("ReloadConfig failed: %s", e.message)
+            _abort(context, e)
+        response = model_management_pb2.ReloadConfigResponse()
+        response.status.SetInParent()   # error_code OK
+        return response
 
 
 class Server:
     """gRPC (PredictionService, ModelService) and REST front ends over one ServingCore.
+
+    The models come from exactly one of: `model_base_path` with `model_name` (one
+    model, TF Serving's default policy: the highest version), `model_config` (a
+    ModelServerConfig), or `model_config_file` (its text format, re-read every
+    `model_config_file_poll_wait_seconds` seconds when that is positive).
 
     Args:
         model_base_path: BASE/NAME, holding numeric version directories.
@@ -194,15 +186,38 @@ class Server:
         batching: BatchingOptions or None.
         rest_api_timeout: seconds a REST request may take (TF Serving's --rest_api_timeout_in_ms).
         grpc_threads: concurrent gRPC requests.
+        model_config: a ModelServerConfig instead of `model_base_path`/`model_name`.
+        model_config_file: a text ModelServerConfig file instead of them.
+        model_config_file_poll_wait_seconds: how often to re-read `model_config_file`
+            (0: never).
+        allow_version_labels_for_unavailable_models: TF Serving's flag of that name.
+        monitoring_config: a `monitoring.MonitoringConfig`; with prometheus_config.enable,
+            metrics are served on the REST port.
+
+    Raises:
+        ValueError: the models are given in none or more than one of the three ways.
+        ConfigFileError: `model_config_file` cannot be read or parsed.
+        ServingError: the config is refused (TF Serving's checks and label rule).
     """
 
-    def __init__(self, model_base_path: str, model_name: str, port: int = 8500,
-                 rest_api_port: Optional[int] = 8501, host: str = "127.0.0.1",
-                 poll_interval: float = 1.0, limits: Optional[Limits] = None,
-                 batching: Optional[BatchingOptions] = None,
-                 rest_api_timeout: Optional[float] = 30.0, grpc_threads: int = 32):
+    def __init__(self, model_base_path: Optional[str] = None, model_name: Optional[str] = None,
+                 port: int = 8500, rest_api_port: Optional[int] = 8501,
+                 host: str = "127.0.0.1", poll_interval: float = 1.0,
+                 limits: Optional[Limits] = None, batching: Optional[BatchingOptions] = None,
+                 rest_api_timeout: Optional[float] = 30.0, grpc_threads: int = 32, *,
+                 model_config=None, model_config_file: Optional[str] = None,
+                 model_config_file_poll_wait_seconds: float = 0.0,
+                 allow_version_labels_for_unavailable_models: bool = False,
+                 monitoring_config=None):
         limits = limits or Limits()
-        self.core = ServingCore(model_name, model_base_path, limits, poll_interval, batching)
+        config = _models_config(model_base_path, model_name, model_config, model_config_file)
+        self.model_config_file = model_config_file
+        self.model_config_file_poll_wait_seconds = model_config_file_poll_wait_seconds
+        self.metrics_path = monitoring.prometheus_path(monitoring_config)
+        self.core = ServingCore(
+            config, limits, poll_interval, batching, metrics=monitoring.Metrics(),
+            allow_version_labels_for_unavailable_models=allow_version_labels_for_unavailable_models)
+        self.metrics = self.core.metrics
         self.host = host
         self._grpc = grpc.server(
             futures.ThreadPoolExecutor(grpc_threads, thread_name_prefix="grpc"),
@@ -221,7 +236,8 @@ class Server:
         if rest_api_port is not None:
             self._http = ThreadingHTTPServer(
                 (host, rest_api_port),
-                _rest_handler(self.core, rest_api_timeout, limits.max_request_bytes))
+                make_handler(self.core, rest_api_timeout, limits.max_request_bytes,
+                             self.metrics_path))
             self._http.daemon_threads = False
             self._http.block_on_close = True
             self.rest_api_port = self._http.server_address[1]
@@ -230,20 +246,22 @@ class Server:
 
     def start(self, wait_for_model: bool = False,
               interrupt: Optional[threading.Event] = None) -> bool:
-        """Starts polling versions and the front ends.
+        """Starts polling versions (and the config file) and the front ends.
 
         Args:
-            wait_for_model: open the ports only once a version serves, as TF Serving does
-                (clients see UNAVAILABLE until then, which they retry).
+            wait_for_model: open the ports only once every model serves a version, as TF
+                Serving does (clients see UNAVAILABLE until then, which they retry).
             interrupt: an event that ends the wait early (e.g. set by SIGTERM).
 
         Returns:
-            False if `interrupt` ended the wait before a version loaded.
+            False if `interrupt` ended the wait before the models loaded.
         """
         self.core.start()
-        while wait_for_model and not self.core.manager.loaded.wait(0.1):
-            if interrupt is not None and interrupt.is_set():
-                return False
+        if self.model_config_file and self.model_config_file_poll_wait_seconds > 0:
+            self.core.models.watch(self.model_config_file,
+                                   self.model_config_file_poll_wait_seconds)
+        if wait_for_model and not self.core.models.wait_until_available(interrupt=interrupt):
+            return False
         self._grpc.start()
         if self._http is not None:
             self._http_thread = threading.Thread(target=self._http.serve_forever,
@@ -253,8 +271,8 @@ class Server:
         return True
 
     def wait_for_model(self, timeout: float = 60.0) -> bool:
-        """True once a version serves (False after `timeout` seconds)."""
-        return self.core.manager.loaded.wait(timeout)
+        """True once every model serves a version (False after `timeout` seconds)."""
+        return self.core.models.wait_until_available(timeout)
 
     def stop(self, grace: float = 30.0) -> None:
         """Stops accepting requests, lets the ones in flight finish, then shuts down."""
@@ -264,6 +282,25 @@ class Server:
             self._http.server_close()  # joins the REST request threads
         self._grpc.stop(grace).wait()
         self.core.stop()
+
+
+def _models_config(base_path, name, config, config_file):
+    given = [what for what, value in (("model_base_path/model_name", base_path or name),
+                                      ("model_config", config is not None),
+                                      ("model_config_file", config_file)) if value]
+    if len(given) != 1:
+        raise ValueError("Give the models one way: model_base_path with model_name, "
+                         "model_config, or model_config_file. Received: "
+                         f"{', '.join(given) if given else 'none of them'}.")
+    if config_file:
+        return model_config.read_model_config(config_file)
+    if config is not None:
+        return config
+    if not (base_path and name):
+        raise ValueError("model_base_path and model_name go together. Received: "
+                         f"model_base_path={base_path!r}, model_name={name!r}.")
+    # Unlike TF Serving, a relative BASE/NAME is taken relative to the working directory.
+    return model_config.single_model_config(name, os.path.abspath(base_path))
 
 
 __all__ = ["Server", "Limits", "BatchingOptions", "NOT_IMPLEMENTED", "HTTP_STATUS"]

@@ -186,6 +186,23 @@ def check_values(signature: str, alias: str, array: np.ndarray) -> None:
                       f"received {bad} NaN or Inf.")
 
 
+def check_uniform(signature: str, alias: str, array: np.ndarray) -> None:
+    """Rejects a batched input whose rows differ (an input one request gives one value).
+
+    Why: TF Serving's batching concatenates such an input across the requests it
+    merges, so the model can only accept a batch whose rows agree.
+    """
+    rows = np.asarray(array).reshape(len(array), -1) if np.ndim(array) else None
+    if rows is None or len(rows) < 2 or (rows == rows[:1]).all():
+        return
+    distinct = np.unique(rows, axis=0)
+    shown = ", ".join(str(r.item() if r.size == 1 else r.tolist()) for r in distinct[:5])
+    raise invalid(f"Input '{alias}' of signature '{signature}': expected the same value for "
+                  f"every example of the batch (TF Serving's batching concatenates this input "
+                  f"across the requests it merges), received {len(distinct)} different "
+                  f"values: {shown}{', ...' if len(distinct) > 5 else ''}.")
+
+
 def to_proto(array: np.ndarray) -> tensor_pb2.TensorProto:
     """A numpy array as a TensorProto with tensor_content (the compact form)."""
     array = np.asarray(array, order="C")

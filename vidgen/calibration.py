@@ -25,13 +25,11 @@ from tqdm import tqdm
 
 from vidgen import metrics as M
 from vidgen.errors import VidgenError
+from vidgen.floor import floored
+
+__all__ = ["FLOORS", "calibrate_output_floor", "floored"]
 
 FLOORS = tuple(round(0.05 * i, 2) for i in range(11))   # 0, 0.05, ..., 0.5
-
-
-def floored(frames: np.ndarray, floor: float) -> np.ndarray:
-    """`frames` with every value below `floor` set to 0 (what `apply_floor` does)."""
-    return np.where(frames < floor, 0.0, frames).astype(frames.dtype) if floor else frames
 
 
 def calibrate_output_floor(predictor, dataset, tolerance: float, floors=FLOORS,

@@ -7,6 +7,10 @@ Example:
     vidgen config --preset quick --set data.frame_size=32
     vidgen postprocess train-denoiser runs/quick --minutes 5
     vidgen score runs/natural --input camera.mp4 --out scores.csv --plot scores.png
+
+Each command imports its implementation inside its `_cmd_*` function, the
+one place where an import is not at the top: those modules import TensorFlow
+(about 3 s), which `--help`, `--version` and `vidgen config` never pay.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import shlex
 import sys
 import time
 
+from vidgen.cli_common import add_common_args, run_command, start_up
 from vidgen.config import Config, apply_overrides
 from vidgen.errors import VidgenError
 from vidgen.presets import PRESETS, get_preset
@@ -124,8 +129,11 @@ def streaming_hint(cfg: Config | None, args: argparse.Namespace) -> str | None:
 def _cmd_train(args) -> int:
     from vidgen.training.train import train
 
-    cfg = None
-    if not args.resume or args.overrides or args.data or args.preset_given:
+    cfg, resume_overrides = None, []
+    if args.resume and args.overrides and not (args.data or args.preset_given):
+        # `--resume --set train.learning_rate=...`: a change of the saved config.
+        resume_overrides = list(args.overrides)
+    elif not args.resume or args.overrides or args.data or args.preset_given:
         cfg = resolve_config(args, args.data)
     if args.resume and not args.run_dir:
         raise VidgenError("--resume needs --run-dir: the run directory to continue.")
@@ -135,7 +143,7 @@ def _cmd_train(args) -> int:
     if hint:
         print(hint)
     summary = train(cfg, run_dir, resume=args.resume, evaluate_after=not args.no_evaluate,
-                    strategy=args.strategy)
+                    strategy=args.strategy, resume_overrides=resume_overrides)
     if summary["interrupted"]:
         return 130
     if summary.get("chief") is False:
@@ -235,7 +243,7 @@ class _PresetAction(argparse.Action):
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vidgen", description="Recurrent video prediction: data, training, evaluation.")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    add_common_args(parser)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("config", help="print the resolved config of a preset plus overrides")
@@ -367,25 +375,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def run_command(prog: str, args: argparse.Namespace) -> int:
-    """Runs `args.func(args)`: a user mistake is one line on stderr and exit code 2.
-
-    Shared by `vidgen`, `vidgen-export` and `vidgen-serve`.
-    """
-    try:
-        return args.func(args)
-    except VidgenError as e:
-        print(f"{prog}: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
-        return 130
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
+    start_up(args.verbose)
     return run_command("vidgen", args)
 
 

@@ -21,11 +21,15 @@ def exported(tiny_run, tmp_path_factory):
     return str(base), export_savedmodel(tiny_run, str(base), "vidgen")
 
 
+def horizons(horizon: int, batch: int):
+    """The `horizon` input: one value per clip."""
+    return tf.constant(C.horizon_input(horizon, batch))
+
 
 def run_serving_default(path: str, context: np.ndarray, horizon: int, tmp_path) -> np.ndarray:
     """`saved_model_cli run` of serving_default (TF's session loader, as TF Serving's)."""
     np.save(tmp_path / "context.npy", context)
-    np.save(tmp_path / "horizon.npy", np.int32(horizon))
+    np.save(tmp_path / "horizon.npy", C.horizon_input(horizon, len(context)))
     subprocess.run([SAVED_MODEL_CLI, "run", "--dir", path, "--tag_set", "serve",
                     "--signature_def", "serving_default",
                     "--inputs", f"context={tmp_path / 'context.npy'};"
@@ -33,9 +37,24 @@ def run_serving_default(path: str, context: np.ndarray, horizon: int, tmp_path) 
                     "--outdir", str(tmp_path / "out")], capture_output=True, check=True)
     return np.load(tmp_path / "out" / "frames.npy")
 
+
+def session_run(path: str, context: np.ndarray, horizon: np.ndarray) -> np.ndarray:
+    """serving_default through TF's session loader in this process (what saved_model_cli
+    and TF Serving do: load the MetaGraph into a Session, feed the signature's tensors)."""
+    with tf.Graph().as_default(), tf.compat.v1.Session() as sess:
+        meta = tf.compat.v1.saved_model.loader.load(sess, ["serve"], path)
+        sig = meta.signature_def[C.SERVING_DEFAULT]
+        return sess.run(sig.outputs[C.FRAMES].name,
+                        {sig.inputs[C.CONTEXT].name: context, sig.inputs[C.HORIZON].name: horizon})
+
+
 def test_contract_names_are_explicit():
     spec = C.Contract(frame_size=8, channels=1, state_shapes=[(2, 2, 4), (8, 8, 1)])
     assert list(spec.inputs(C.SERVING_DEFAULT)) == ["context", "horizon"]
+    # Batch first everywhere: TF Serving's batching concatenates every input on dimension 0.
+    assert spec.inputs(C.SERVING_DEFAULT)["horizon"] == C.TensorInfo("int32", (None,))
+    assert spec.inputs(C.PREDICT_UINT8)["horizon"].shape == (None,)
+    assert C.horizon_input(7, 3).tolist() == [7, 7, 7] and C.horizon_input(7, 3).dtype == "int32"
     assert spec.inputs(C.PREDICT_UINT8)["context"].dtype == "uint8"
     assert spec.outputs(C.PREDICT_UINT8)["frames"].dtype == "uint8"
     assert list(spec.inputs(C.STEP)) == ["frame", "state_0", "state_1"]
@@ -73,6 +92,8 @@ def test_warmup_requests_and_model_card(exported):
         if request.model_spec.signature_name == C.SERVING_DEFAULT:
             assert set(request.inputs) == {"context", "horizon"}
             assert tf.make_ndarray(request.inputs["context"]).shape == (1, 3, 16, 16, 1)
+        if request.model_spec.signature_name != C.STEP:   # batchable: rank 1, as context
+            assert tf.make_ndarray(request.inputs["horizon"]).tolist() == [3]
     with open(os.path.join(extra, C.MODEL_CARD)) as f:
         card = json.load(f)
     assert card["version"] == 1 and card["frames"]["size"] == 16
@@ -91,6 +112,36 @@ def test_saved_model_cli_show_lists_signatures(exported):
         assert name in out
     for generated in ("input_1", "output_0", "args_0"):
         assert generated not in out
+    horizon = out.split("inputs['horizon'] tensor_info:")[1].split("name:")[0]
+    assert "DT_INT32" in horizon and "shape: (-1)" in horizon
+
+
+def test_horizon_is_batched_in_the_signature_defs(exported):
+    from serving.servable import read_meta_graph
+
+    _, path = exported
+    signature_defs = read_meta_graph(path).signature_def
+    for key in (C.SERVING_DEFAULT, C.PREDICT_UINT8):
+        info = signature_defs[key].inputs[C.HORIZON]
+        assert [d.size for d in info.tensor_shape.dim] == [-1]
+    for key in C.SAVEDMODEL_SIGNATURES:   # every input batched: TF Serving can batch them
+        for info in signature_defs[key].inputs.values():
+            assert info.tensor_shape.dim[0].size == -1
+
+
+def test_batching_params_file_parses_as_batching_parameters(exported):
+    from google.protobuf import text_format
+
+    from serving.batching_parameters import BatchingOptions, BatchingParameters
+
+    _, path = exported
+    file = os.path.join(path, C.BATCHING_PARAMS_FILE)   # where TF Serving looks for it
+    with open(file) as f:
+        message = text_format.Parse(f.read(), BatchingParameters())
+    assert message.max_batch_size.value == 16 and not message.pad_variable_length_inputs
+    options = BatchingOptions.from_file(file, per_model=True)
+    assert (options.max_batch_size, options.batch_timeout_micros,
+            options.max_enqueued_batches) == (16, 2000, 8)
 
 
 def test_session_loader_matches_keras(exported, tiny_model, tmp_path):
@@ -98,10 +149,17 @@ def test_session_loader_matches_keras(exported, tiny_model, tmp_path):
     _, path = exported
     _, model = tiny_model
     context = np.random.default_rng(1).random((2, 4, 16, 16, 1), dtype=np.float32)
-    got = run_serving_default(path, context, 5, tmp_path)
+    got = run_serving_default(path, context, 5, tmp_path)   # horizon [5, 5]
     want = np.asarray(model.rollout(context, 5))
     assert got.shape == (2, 5, 16, 16, 1)
     np.testing.assert_allclose(got, want, atol=1e-5)
+    # The same loader in-process, and different horizons in one batch (what TF Serving's
+    # batching makes of two requests with different horizons): refused by the graph.
+    np.testing.assert_allclose(session_run(path, context, C.horizon_input(5, 2)), got,
+                               atol=1e-6)
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match="horizon must hold the same value for every clip of the batch"):
+        session_run(path, context, np.int32([5, 3]))
 
 
 def test_uint8_and_step_signatures_match_keras(exported, tiny_model):
@@ -110,7 +168,7 @@ def test_uint8_and_step_signatures_match_keras(exported, tiny_model):
     loaded = tf.saved_model.load(path)
     clip = np.random.default_rng(2).integers(0, 256, (1, 3, 16, 16, 1), dtype=np.uint8)
     got = loaded.signatures[C.PREDICT_UINT8](context=tf.constant(clip),
-                                             horizon=tf.constant(4))[C.FRAMES].numpy()
+                                             horizon=horizons(4, 1))[C.FRAMES].numpy()
     want = np.asarray(model.rollout(clip.astype(np.float32) / 255.0, 4))
     assert got.dtype == np.uint8
     assert np.abs(got.astype(int) - np.round(want * 255).astype(int)).max() <= 1
@@ -131,11 +189,17 @@ def test_bad_requests_are_rejected_by_the_graph(exported):
     serve = tf.saved_model.load(path).signatures[C.SERVING_DEFAULT]
     context = tf.zeros((1, 2, 16, 16, 1))
     with pytest.raises(tf.errors.InvalidArgumentError, match="horizon must be >= 1"):
-        serve(context=context, horizon=tf.constant(0))
+        serve(context=context, horizon=horizons(0, 1))
     with pytest.raises(tf.errors.InvalidArgumentError, match="horizon must be <= 1000"):
-        serve(context=context, horizon=tf.constant(C.MAX_HORIZON + 1))
+        serve(context=context, horizon=horizons(C.MAX_HORIZON + 1, 1))
     with pytest.raises(tf.errors.InvalidArgumentError, match="at least one frame"):
-        serve(context=tf.zeros((1, 0, 16, 16, 1)), horizon=tf.constant(2))
+        serve(context=tf.zeros((1, 0, 16, 16, 1)), horizon=horizons(2, 1))
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match="horizon must hold the same value for every clip of the batch"):
+        serve(context=tf.zeros((2, 2, 16, 16, 1)), horizon=tf.constant([2, 3]))
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match="horizon must hold one value per clip of context"):
+        serve(context=tf.zeros((2, 2, 16, 16, 1)), horizon=horizons(2, 3))
 
 
 def test_bad_export_arguments(tiny_run, tmp_path):
@@ -169,7 +233,7 @@ def test_a_floored_model_serves_floored_frames_and_streams_unfloored_ones(tiny_r
     loaded = tf.saved_model.load(path)
     context = np.random.default_rng(4).random((2, 3, 16, 16, 1), dtype=np.float32)
     served = loaded.signatures[C.SERVING_DEFAULT](
-        context=tf.constant(context), horizon=tf.constant(4))[C.FRAMES].numpy()
+        context=tf.constant(context), horizon=horizons(4, 2))[C.FRAMES].numpy()
     raw = np.asarray(model.rollout(context, 4, floor=False))
     assert (raw < 0.45).any() and (raw >= 0.45).any()
     np.testing.assert_allclose(served, np.where(raw < 0.45, 0.0, raw), atol=1e-5)
@@ -201,7 +265,7 @@ def test_rgb_flow_model_every_signature_matches_keras(rgb_flow_exported):
     assert set(loaded.signatures) == set(C.SAVEDMODEL_SIGNATURES)
     context = rgb_clip(2, 4, seed=5)
     got = loaded.signatures[C.SERVING_DEFAULT](context=tf.constant(context),
-                                               horizon=tf.constant(3))[C.FRAMES].numpy()
+                                               horizon=horizons(3, 2))[C.FRAMES].numpy()
     want = np.asarray(model.rollout(context, 3))
     assert got.shape == (2, 3, 16, 16, 3)
     # Not copy-last: the parity below tests the warp, not an identity.
@@ -210,7 +274,7 @@ def test_rgb_flow_model_every_signature_matches_keras(rgb_flow_exported):
 
     clip8 = np.round(context * 255).astype(np.uint8)
     got8 = loaded.signatures[C.PREDICT_UINT8](context=tf.constant(clip8),
-                                              horizon=tf.constant(3))[C.FRAMES].numpy()
+                                              horizon=horizons(3, 2))[C.FRAMES].numpy()
     want8 = np.asarray(model.rollout(clip8.astype(np.float32) / 255.0, 3))
     assert got8.dtype == np.uint8 and got8.shape == (2, 3, 16, 16, 3)
     assert np.abs(got8.astype(int) - np.round(want8 * 255).astype(int)).max() <= 1

@@ -166,7 +166,7 @@ def test_stochastic_model_exports_with_a_noise_input(stochastic_run, tmp_path):
     step_inputs = loaded.signatures[C.STEP].structured_input_signature[1]
     assert step_inputs[C.NOISE].shape.as_list() == [None, 1, 1, 2]
     frames = loaded.signatures[C.SERVING_DEFAULT](context=tf.zeros((2, 3, 16, 16, 1)),
-                                                  horizon=tf.constant(2))[C.FRAMES]
+                                                  horizon=tf.constant([2, 2]))[C.FRAMES]
     assert frames.shape == (2, 2, 16, 16, 1)
 
     written = export_tflite(stochastic_run, "float32", out_dir=str(tmp_path / "tfl"),

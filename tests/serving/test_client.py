@@ -29,7 +29,7 @@ class Fake(prediction_service_pb2_grpc.PredictionServiceServicer,
 
     def __init__(self, code=grpc.StatusCode.UNAVAILABLE, fail=0, delay=0.0):
         self.code, self.fail, self.delay = code, fail, delay
-        self.calls, self.deadlines = 0, []
+        self.calls, self.deadlines, self.requests = 0, [], []
 
     def _answer(self, context, response):
         self.calls += 1
@@ -40,6 +40,7 @@ class Fake(prediction_service_pb2_grpc.PredictionServiceServicer,
         return response
 
     def Predict(self, request, context):  # noqa: N802
+        self.requests.append(request)
         response = predict_pb2.PredictResponse()
         response.outputs[C.FRAMES].CopyFrom(tensors.to_proto(np.zeros((1, 2, 4, 4, 1),
                                                                       np.float32)))
@@ -104,6 +105,16 @@ def test_every_call_has_a_deadline(fake_server):
     client.status()
     assert len(fake.deadlines) == 3
     assert all(d is not None and 0 < d <= 5.1 for d in fake.deadlines), fake.deadlines
+
+
+def test_predict_sends_one_horizon_per_clip(fake_server):
+    fake, client = fake_server()
+    client.predict(np.zeros((3, 1, 4, 4, 1), np.float32), 2)
+    horizon = fake.requests[0].inputs[C.HORIZON]
+    # Rank 1, batch long: the form TF Serving's batching can concatenate.
+    assert [d.size for d in horizon.tensor_shape.dim] == [3]
+    assert tensors.from_proto(horizon).tolist() == [2, 2, 2]
+    assert tensors.from_proto(horizon).dtype == np.int32
 
 
 def test_deadline_exceeded(fake_server):

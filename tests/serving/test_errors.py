@@ -37,8 +37,11 @@ def request(context=None, horizon=3, name=MODEL, signature="", version=None, **e
     if context is not None:
         r.inputs[C.CONTEXT].CopyFrom(tensors.to_proto(context) if isinstance(context, np.ndarray)
                                      else context)
-    if horizon is not None:
-        r.inputs[C.HORIZON].CopyFrom(tensors.to_proto(np.int32(horizon)))
+    if horizon is not None:   # one value per clip (int32 (batch,)), or the values given
+        batch = len(context) if isinstance(context, np.ndarray) and context.ndim else 1
+        values = (C.horizon_input(horizon, batch) if np.ndim(horizon) == 0
+                  else np.asarray(horizon, np.int32))
+        r.inputs[C.HORIZON].CopyFrom(tensors.to_proto(values))
     for k, v in extra.items():
         r.inputs[k].CopyFrom(tensors.to_proto(v))
     return r
@@ -97,7 +100,7 @@ CASES = {
                       "tensor parsing error: context"),
     "wrong dtype (uint8 context)": (request((GOOD * 255).astype(np.uint8)), INV,
                                     "Expects arg[0] to be float but uint8 is provided"),
-    "wrong dtype (int64 horizon)": (with_input(request(GOOD), C.HORIZON, np.int64(3)), INV,
+    "wrong dtype (int64 horizon)": (with_input(request(GOOD), C.HORIZON, np.int64([3])), INV,
                                     "Expects arg[1] to be int32 but int64 is provided"),
     "wrong rank": (request(GOOD[0]), INV,
                    "Input 'context' of signature 'serving_default': expected rank 5 with shape "
@@ -108,9 +111,19 @@ CASES = {
     "wrong channels": (request(clip(1, 3, channels=3)), INV,
                        "Input 'context' of signature 'serving_default': expected shape "
                        f"{SPEC}, received (1, 3, 16, 16, 3)."),
-    "horizon not a scalar": (with_input(request(GOOD), C.HORIZON, np.int32([3])), INV,
-                             "Input 'horizon' of signature 'serving_default': expected rank 0 "
-                             "with shape () (-1 = any size), received rank 1 with shape (1,)."),
+    # The horizon was a scalar until the signatures became batchable: one value per clip.
+    "horizon a scalar": (with_input(request(GOOD), C.HORIZON, np.int32(3)), INV,
+                         "Input 'horizon' of signature 'serving_default': expected rank 1 "
+                         "with shape (-1,) (-1 = any size), received rank 0 with shape ()."),
+    "horizon shorter than the batch": (
+        request(clip(2, 3), horizon=[3]), INV,
+        "Input 'horizon' of signature 'serving_default': expected batch size 2 (as "
+        "'context'), received 1."),
+    "horizons differ": (request(clip(3, 3), horizon=[2, 3, 2]), INV,
+                        "Input 'horizon' of signature 'serving_default': expected the same "
+                        "value for every example of the batch (TF Serving's batching "
+                        "concatenates this input across the requests it merges), received 2 "
+                        "different values: 2, 3."),
     "NaN": (request(NAN), INV, "Input 'context' of signature 'serving_default': expected finite "
                                "values, received 1 NaN or Inf."),
     "Inf": (request(INF), INV, "Input 'context' of signature 'serving_default': expected finite "
@@ -268,11 +281,11 @@ REST_CASES = {
                             {"inputs": {C.CONTEXT: GOOD.tolist()}}, 400,
                             "Missing named input: horizon in 'inputs' object."),
     "extra named input": ("/v1/models/vidgen:predict",
-                          {"inputs": {C.CONTEXT: GOOD.tolist(), C.HORIZON: 2, "x": 1}}, 400,
+                          {"inputs": {C.CONTEXT: GOOD.tolist(), C.HORIZON: [2], "x": 1}}, 400,
                           "input size does not match signature: 3!=2 len({context,horizon,x}) "
                           "!= len({context,horizon}). Sent extra: {x}. Missing but required: {}."),
     "ragged list": ("/v1/models/vidgen:predict",
-                    {"inputs": {C.CONTEXT: [[1.0], [1.0, 2.0]], C.HORIZON: 1}}, 400,
+                    {"inputs": {C.CONTEXT: [[1.0], [1.0, 2.0]], C.HORIZON: [1]}}, 400,
                     "Input 'context': expected a dense nested list of numbers for dtype float, "
                     "received a ragged list or other JSON values."),
     "string value": ("/v1/models/vidgen:predict", {"inputs": {C.CONTEXT: GOOD.tolist(),
@@ -284,19 +297,26 @@ REST_CASES = {
                            "Input 'horizon': expected integers in [-2147483648, 2147483647] "
                            "for dtype int32."),
     "wrong shape": ("/v1/models/vidgen:predict",
-                    {"inputs": {C.CONTEXT: clip(1, 3, size=8).tolist(), C.HORIZON: 2}}, 400,
+                    {"inputs": {C.CONTEXT: clip(1, 3, size=8).tolist(), C.HORIZON: [2]}}, 400,
                     "Input 'context' of signature 'serving_default': expected shape "
                     f"{SPEC}, received (1, 3, 8, 8, 1)."),
     "horizon 0": ("/v1/models/vidgen:predict", {"inputs": {C.CONTEXT: GOOD.tolist(),
-                                                           C.HORIZON: 0}}, 400,
+                                                           C.HORIZON: [0]}}, 400,
                   "Input 'horizon' of signature 'serving_default': expected an integer in "
                   "[1, 1000], received 0."),
-    "scalar differs between instances": (
+    "scalar horizon": ("/v1/models/vidgen:predict", {"inputs": {C.CONTEXT: GOOD.tolist(),
+                                                                C.HORIZON: 2}}, 400,
+                       "Input 'horizon' of signature 'serving_default': expected rank 1 with "
+                       "shape (-1,) (-1 = any size), received rank 0 with shape ()."),
+    # The row format stacks every input, the horizon too, so instances must agree on it
+    # (until the signatures became batchable: "Input 'horizon' is a scalar ...").
+    "horizon differs between instances": (
         "/v1/models/vidgen:predict",
         {"instances": [{C.CONTEXT: GOOD[0].tolist(), C.HORIZON: 1},
                        {C.CONTEXT: GOOD[0].tolist(), C.HORIZON: 2}]}, 400,
-        "Input 'horizon' is a scalar in the signature: every instance must give it the same "
-        "value."),
+        "Input 'horizon' of signature 'serving_default': expected the same value for every "
+        "example of the batch (TF Serving's batching concatenates this input across the "
+        "requests it merges), received 2 different values: 1, 2."),
     "malformed path": ("/v1/models/vidgen:nope", {}, 400,
                        "Malformed request: POST /v1/models/vidgen:nope"),
     "classify": ("/v1/models/vidgen:classify", {"examples": []}, 400,
@@ -388,5 +408,5 @@ def test_rest_timeout_is_504(strict):
     # Within the size limits, and 365 recurrent steps (about 60 ms on 2 cores): longer
     # than the 20 ms REST timeout.
     status, body = rest(strict, "/v1/models/vidgen:predict",
-                        {"inputs": {C.CONTEXT: clip(1, 15).tolist(), C.HORIZON: 350}})
+                        {"inputs": {C.CONTEXT: clip(1, 15).tolist(), C.HORIZON: [350]}})
     assert (status, body) == (504, {"error": "Deadline Exceeded"})

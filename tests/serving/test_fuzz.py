@@ -84,7 +84,7 @@ def valid_inputs(draw):
     else:
         dtype = np.uint8 if signature == C.PREDICT_UINT8 else np.float32
         inputs = {C.CONTEXT: np.full((batch, draw(st.integers(1, 3)), 16, 16, 1), 1, dtype),
-                  C.HORIZON: np.int32(draw(st.integers(1, 4)))}
+                  C.HORIZON: C.horizon_input(draw(st.integers(1, 4)), batch)}
     return signature, inputs
 
 

@@ -61,6 +61,13 @@ def test_rest_row_format(server, client):
     np.testing.assert_array_equal(predictions, client.predict(context, horizon=2))
 
 
+def test_rest_client_row_format(server, client):
+    rows = RestPredictionClient(f"http://127.0.0.1:{server.rest_api_port}", MODEL, timeout=30,
+                                row_format=True)
+    context = clip(2, 3, seed=8)
+    np.testing.assert_array_equal(rows.predict(context, horizon=3), client.predict(context, 3))
+
+
 def test_response_over_4mb_arrives_through_the_client(server, client):
     # 8 clips x 600 frames x 16x16 float32 = 4.9 MB, above gRPC's 4 MB default.
     context = clip(8, 2, seed=6)
@@ -75,7 +82,7 @@ def test_response_over_4mb_arrives_through_the_client(server, client):
         request = predict_pb2.PredictRequest()
         request.model_spec.name = MODEL
         request.inputs[C.CONTEXT].CopyFrom(tensors.to_proto(context))
-        request.inputs[C.HORIZON].CopyFrom(tensors.to_proto(np.int32(600)))
+        request.inputs[C.HORIZON].CopyFrom(tensors.to_proto(C.horizon_input(600, 8)))
         with pytest.raises(grpc.RpcError) as e:
             prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request,
                                                                                timeout=30)
@@ -104,7 +111,7 @@ def test_specific_version_and_response_spec(server, stub):
     request.model_spec.name = MODEL
     request.model_spec.version.value = 1
     request.inputs[C.CONTEXT].CopyFrom(tensors.to_proto(clip(1, 2)))
-    request.inputs[C.HORIZON].CopyFrom(tensors.to_proto(np.int32(1)))
+    request.inputs[C.HORIZON].CopyFrom(tensors.to_proto(C.horizon_input(1, 1)))
     response = stub.Predict(request, timeout=30)
     assert (response.model_spec.name, response.model_spec.version.value,
             response.model_spec.signature_name) == (MODEL, 1, C.SERVING_DEFAULT)

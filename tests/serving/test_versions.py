@@ -1,4 +1,4 @@
-"""Version directories: rollover under load, half-copied and broken versions, in-flight requests."""
+"""Version directories: rollover and removal under load, broken versions, in-flight requests."""
 
 import os
 import shutil
@@ -8,6 +8,7 @@ import time
 import grpc
 import numpy as np
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from export import contract as C
@@ -26,7 +27,7 @@ def wait_for(condition, timeout=60.0, step=0.02):
 
 
 def served_version(server):
-    return server.core.manager.served_version
+    return server.core.models.manager(MODEL).served_version
 
 
 def states(server):
@@ -54,7 +55,7 @@ def predict_request(context, horizon):
     request = predict_pb2.PredictRequest()
     request.model_spec.name = MODEL
     request.inputs[C.CONTEXT].CopyFrom(tensors.to_proto(context))
-    request.inputs[C.HORIZON].CopyFrom(tensors.to_proto(np.int32(horizon)))
+    request.inputs[C.HORIZON].CopyFrom(tensors.to_proto(C.horizon_input(horizon, len(context))))
     return request
 
 
@@ -153,17 +154,109 @@ def test_corrupt_version_keeps_the_old_one_serving(exported, base, fresh_server)
     assert states(server)[1]["state"] == "AVAILABLE"
 
 
-def test_in_flight_request_finishes_on_its_version(exported, base, fresh_server):
+def test_in_flight_request_finishes_on_its_version(exported, keras_models, base, fresh_server):
     server = fresh_server
-    copy_version(exported, base, 2)
-    # Start a long request while version 2 is loading: it resolves to version 1.
-    assert wait_for(lambda: server.core.manager.version_state(2) is not None, 30, step=0.002)
-    started = time.monotonic()
-    with PredictionClient(f"127.0.0.1:{server.port}", MODEL, timeout=60) as c:
-        response = c._call(c._predict.Predict, predict_request(clip(32, 3), 1000), 60)
-    finished = time.monotonic()
-    swapped = server.core.manager.version_state(2).since
-    assert served_version(server) == 2
-    assert started < swapped < finished, "the swap did not happen while the request ran"
+    manager = server.core.models.manager(MODEL)
+    # Hold version 1's model call until version 2 serves, so the swap happens while the
+    # request is in flight whatever the machine's speed.
+    v1 = manager.handle(1)
+    run, entered, swapped_in = v1.run, threading.Event(), threading.Event()
+
+    def held_run(*args, **kwargs):
+        entered.set()
+        assert swapped_in.wait(60)
+        return run(*args, **kwargs)
+
+    v1.run = held_run
+    context, result = clip(2, 3, seed=6), {}
+
+    def request():
+        with PredictionClient(f"127.0.0.1:{server.port}", MODEL, timeout=90) as c:
+            result["response"] = c._call(c._predict.Predict, predict_request(context, 5), 90)
+
+    thread = threading.Thread(target=request)
+    thread.start()
+    try:
+        assert entered.wait(30)
+        started = time.monotonic()
+        copy_version(exported, base, 2)
+        assert wait_for(lambda: served_version(server) == 2, 60)
+        assert manager.version_state(1).state == "END"   # unloaded, yet still answering
+    finally:
+        swapped_in.set()
+        thread.join(90)
+    swapped = manager.version_state(2).since
+    assert started < swapped
+    response = result["response"]
     assert response.model_spec.version.value == 1
-    assert tensors.from_proto(response.outputs[C.FRAMES]).shape == (32, 1000, 16, 16, 1)
+    frames = tensors.from_proto(response.outputs[C.FRAMES])
+    assert frames.shape == (2, 5, 16, 16, 1)
+    assert np.max(np.abs(frames - np.asarray(keras_models[1].rollout(context, 5)))) <= 1e-5
+
+
+class Clients:
+    """`n` threads sending `request` over gRPC without pause until the block ends.
+
+    `results[i]` lists (version, frames) of client i's answers; `failures` every error.
+    """
+
+    def __init__(self, server, request, n: int):
+        self.port, self.request = server.port, request
+        self.results = [[] for _ in range(n)]
+        self.failures = []
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run, args=(i,)) for i in range(n)]
+
+    def __enter__(self):
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        for t in self._threads:
+            t.join()
+
+    def _run(self, i: int) -> None:
+        with grpc.insecure_channel(f"127.0.0.1:{self.port}") as channel:
+            stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+            while not self._stop.is_set():
+                try:
+                    response = stub.Predict(self.request, timeout=30)
+                except grpc.RpcError as e:
+                    self.failures.append((e.code(), e.details()))
+                    continue
+                self.results[i].append((response.model_spec.version.value,
+                                        tensors.from_proto(response.outputs[C.FRAMES])))
+
+    def all_answered_by(self, version: int) -> bool:
+        return all(r and r[-1][0] == version for r in self.results)
+
+
+def test_removed_version_hands_over_to_the_next_without_a_failed_request(
+        exported, keras_models, base, fresh_server):
+    server = fresh_server
+    manager = server.core.models.manager(MODEL)
+    copy_version(exported, base, 2)
+    assert wait_for(lambda: served_version(server) == 2, 60)
+    context = clip(1, 3, seed=5)
+    want = {v: np.asarray(m.rollout(context, 2)) for v, m in keras_models.items()}
+    with Clients(server, predict_request(context, 2), 8) as clients:
+        assert wait_for(lambda: clients.all_answered_by(2), 60)
+        removed = time.monotonic()
+        shutil.rmtree(os.path.join(base, "2"))
+        assert wait_for(lambda: clients.all_answered_by(1), 60)
+    assert clients.failures == []
+    for r in clients.results:
+        versions = [v for v, _ in r]
+        assert versions[0] == 2 and versions[-1] == 1
+        assert versions == sorted(versions, reverse=True), "a client went back to version 2"
+        assert max(float(np.max(np.abs(f - want[v]))) for v, f in r) <= 1e-5
+    # Version 1 was loaded and warmed before version 2 stopped serving.
+    available, ended = manager.version_state(1), manager.version_state(2)
+    assert (available.state, ended.state) == ("AVAILABLE", "END")
+    assert removed < available.since <= ended.since
+    warmups = {s.labels["model_path"]: s.value
+               for f in text_string_to_metric_families(server.metrics.exposition().decode())
+               for s in f.samples if s.name == ":tensorflow:serving:model_warmup_latency_count"}
+    assert warmups[os.path.join(base, "1")] == 2   # at start-up, and again on the removal

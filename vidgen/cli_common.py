@@ -1,0 +1,70 @@
+"""What the three command lines (`vidgen`, `vidgen-export`, `vidgen-serve`) share.
+
+`--version` and `-v` on the top-level parser, a quiet start-up (no
+TensorFlow start-up log unless `-v`), and one line on stderr, exit code 2,
+for a user's mistake.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+import vidgen
+from vidgen import import_hooks
+from vidgen.errors import VidgenError
+
+# Modules only `vidgen[full]` installs (`pip install "vidgen[lite]"` runs the LiteRT runner).
+FULL_ONLY_MODULES = frozenset({"tensorflow", "keras", "tensorflow_serving", "grpc", "scipy",
+                               "matplotlib", "prometheus_client"})
+
+
+def start_up(verbose: bool) -> None:
+    """What every vidgen command line does before running a command.
+
+    Unless `verbose`: TensorFlow's C++ start-up log (oneDNN, CUDA, cuInit),
+    which it writes before any log level applies, is discarded when a
+    command imports TensorFlow (`import_hooks.quiet_tensorflow_import`);
+    later C++ messages below errors are filtered (TF_CPP_MIN_LOG_LEVEL=2
+    unless set) and the Python loggers of TensorFlow and absl show errors
+    only. oneDNN stays on: only its message goes.
+    """
+    if verbose:
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import_hooks.quiet_tensorflow_import()
+    for name in ("tensorflow", "absl"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def run_command(prog: str, args: argparse.Namespace) -> int:
+    """Runs `args.func(args)`: a user mistake is one line on stderr and exit code 2.
+
+    So is a command that needs what only `vidgen[full]` installs, run where
+    only `vidgen[lite]` is. Shared by `vidgen`, `vidgen-export` and `vidgen-serve`.
+    """
+    try:
+        return args.func(args)
+    except VidgenError as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as e:
+        if (e.name or "").split(".")[0] not in FULL_ONLY_MODULES:
+            raise
+        print(f"{prog}: error: this command needs {e.name!r}, which is not installed: "
+              "`pip install \"vidgen[full]\"` installs it (vidgen[lite] runs only "
+              "`vidgen-export run-tflite`).", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+
+
+def add_common_args(parser: argparse.ArgumentParser) -> None:
+    """`--version` and `-v` of every vidgen command line (on the top-level parser only)."""
+    parser.add_argument("--version", action="version",
+                        version=f"%(prog)s {vidgen.__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="debug logging, and TensorFlow's own start-up log")
