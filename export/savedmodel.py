@@ -29,6 +29,7 @@ import numpy as np
 
 from export import contract as C
 from export import signatures
+from vidgen import fileio
 from vidgen.errors import VidgenError
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -212,7 +213,11 @@ def export_savedmodel(run_dir: str, base: str, name: str, version: Optional[int]
         if os.path.exists(final):
             raise VidgenError(f"Version directory {final!r} appeared while exporting; "
                               "nothing was overwritten.")
+        # Durable before visible: every file and folder fsynced, then the rename (TF
+        # Serving loads a version directory as soon as it appears), then the parent.
+        fileio.fsync_tree(path)
         os.rename(path, final)
+        fileio.fsync_path(model_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return final

@@ -304,3 +304,25 @@ def test_rgb_flow_model_runs_in_the_session_loader(rgb_flow_exported, tmp_path):
     assert card["frames"]["channels"] == 3
     assert card["signatures"]["serving_default"]["inputs"]["context"]["shape"][-1] == 3
     assert card["config"]["model"]["head"] == "flow"
+
+
+def test_an_export_is_fsynced_before_it_appears_and_a_full_disk_leaves_nothing(
+        tiny_run, tmp_path, monkeypatch):
+    import errno
+
+    from export import savedmodel
+    from vidgen import fileio
+
+    synced, real_tree = [], fileio.fsync_tree
+    monkeypatch.setattr(fileio, "fsync_tree", lambda p: (synced.append(
+        sorted(os.listdir(p))), real_tree(p))[1])
+    final = export_savedmodel(tiny_run, str(tmp_path / "m"), "vidgen")
+    assert synced and "saved_model.pb" in synced[0] and os.path.isdir(final)
+
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(savedmodel, "verify", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        export_savedmodel(tiny_run, str(tmp_path / "m"), "vidgen")
+    assert sorted(os.listdir(tmp_path / "m" / "vidgen")) == ["1"], "no version 2, no temp"
