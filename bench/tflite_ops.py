@@ -18,10 +18,11 @@ dynamic-range and int8, and for each file:
    figures of one run, side by side, are comparable);
 4. checks each variant's closed-loop rollout against the Keras model.
 
-Besides the project's own export (`export.tflite.convert`), it converts an
+It compares the plain formulation (variants "float32" and "int8": what
+`export.tflite.convert` made before it used `export.xnnpack`) with the
 "xnnpack" formulation of the same model and weights (`XNNPackStepPredictor`
-plus `xnnpack_ops`), in which every op has an XNNPACK kernel in the dtype it
-runs in:
+plus `xnnpack_ops`, now in export/xnnpack.py and used by every TFLite
+export), in which every op has an XNNPACK kernel in the dtype it runs in:
 
 - mirror padding (before the one-hot convolution that makes the shifted
   copies of the frame for the motion kernels) -> one FULLY_CONNECTED with a
@@ -57,9 +58,7 @@ import shutil
 import sys
 import tempfile
 import time
-import types
 import warnings
-from collections.abc import Iterator
 from typing import Any, Optional
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -70,14 +69,13 @@ import tensorflow as tf  # noqa: E402
 from ai_edge_litert import schema_py_generated as schema  # noqa: E402
 from ai_edge_litert.interpreter import Interpreter, OpResolverType  # noqa: E402
 from ai_edge_litert.tools import flatbuffer_utils  # noqa: E402
-from keras import ops  # noqa: E402
 
-import vidgen.models.video_predictor as video_predictor_module  # noqa: E402
 from export import contract as C  # noqa: E402
 from export import signatures  # noqa: E402
 from export.runner import StepRunner  # noqa: E402
 from export.tflite import convert as export_convert  # noqa: E402
 from export.tflite import step_inputs  # noqa: E402
+from export.xnnpack import delegation, xnnpack_copy, xnnpack_ops  # noqa: E402
 from vidgen.config import apply_overrides  # noqa: E402
 from vidgen.data.synthetic import digits_clip, shapes_clip  # noqa: E402
 from vidgen.models import VideoPredictor  # noqa: E402
@@ -175,105 +173,6 @@ def trained_model(cfg, settings: Settings) -> tuple[VideoPredictor, dict]:
     return model, info
 
 
-# ------------------------------------------------------ the xnnpack formulation
-
-def mirror_pad_matrix(size: int, radius: int) -> np.ndarray:
-    """0/1 matrix (size, size + 2 * radius): row vector @ it = the row padded symmetrically.
-
-    Column q selects input index q - radius, mirrored at the borders as
-    `ops.pad(mode="symmetric")` does (-1 -> 0, size -> size - 1).
-    """
-    matrix = np.zeros((size, size + 2 * radius), np.float32)
-    for q in range(size + 2 * radius):
-        i = q - radius
-        i = -i - 1 if i < 0 else (2 * size - 1 - i if i >= size else i)
-        matrix[i, q] = 1.0
-    return matrix
-
-
-class XNNPackStepPredictor(VideoPredictor):
-    """The same predictor, with the mirror padding of the motion head as a matrix product.
-
-    `VideoPredictor._shifted_copies` pads the frame symmetrically and convolves
-    with one-hot kernels; MIRROR_PAD runs outside XNNPACK in every dtype. A
-    constant 0/1 matrix applied along the padded axis pads the same way (bit
-    for bit in float32) as one FULLY_CONNECTED, which XNNPACK runs in float32
-    and int8 (0/1 weights are exact in int8); the one-hot convolution stays.
-    The 2-D "dna" head (padding along both axes) keeps the original.
-    """
-
-    def _shifted_copies(self, frame, pad_rows: int, pad_cols: int, kernel):
-        if pad_rows and pad_cols:
-            return super()._shifted_copies(frame, pad_rows, pad_cols, kernel)
-        size, channels = self.frame_size, self.channels
-        radius = pad_rows or pad_cols
-        matrix = ops.convert_to_tensor(mirror_pad_matrix(size, radius))
-        # The matmul runs along the last axis: W for a column pad, H (transposed) for rows.
-        x = ops.transpose(frame, (0, 3, 1, 2) if pad_cols else (0, 3, 2, 1))
-        padded = ops.reshape(ops.matmul(ops.reshape(x, (-1, size)), matrix),
-                             (-1, channels, size, size + 2 * radius))
-        if pad_rows:
-            padded = ops.transpose(padded, (0, 1, 3, 2))            # (B, C, H + 2r, W)
-        padded = ops.reshape(padded, (-1, padded.shape[2], padded.shape[3], 1))
-        shifts = ops.conv(padded, kernel, padding="valid")
-        return ops.reshape(shifts, (-1, channels, size, size, kernel.shape[-1]))
-
-
-def xnnpack_copy(model: VideoPredictor) -> XNNPackStepPredictor:
-    copy_ = XNNPackStepPredictor(**model.get_config())
-    copy_.set_weights(model.get_weights())
-    return copy_
-
-
-def _elu_softmax(x, axis=-1):
-    # elu(y) + 1 == exp(y) for y <= 0; written with ELU so that the converter does not
-    # fuse it back into SOFTMAX (it recognises exp(x - max) / sum).
-    e = ops.elu(x - ops.max(x, axis=axis, keepdims=True)) + 1.0
-    return e / ops.sum(e, axis=axis, keepdims=True)
-
-
-def _clip_int8(x, low, high):
-    # The maps' +-15 bound exists for training gradients; an int8 tensor saturates at its
-    # calibrated range, so the bound is dropped there (checked by the rollout parity).
-    if (float(low), float(high)) == (-15.0, 15.0):
-        return x
-    # clip(x, 0, 1) == 1 - relu(1 - relu(x)): both RELUs fuse into the ADD/SUB before them,
-    # which XNNPACK runs in int8 (int8 RELU and MINIMUM alone it does not).
-    if (float(low), float(high)) == (0.0, 1.0):
-        return 1.0 - ops.relu(1.0 - ops.relu(x))
-    return ops.clip(x, low, high)
-
-
-def _abs_int8(x):
-    # leaky_relu with alpha -1 is |x|: max(-x, x). XNNPACK runs int8 LEAKY_RELU, not ABS.
-    return tf.nn.leaky_relu(x, alpha=-1.0)
-
-
-class _OpsProxy(types.ModuleType):
-    """keras.ops with a few functions replaced."""
-
-    def __init__(self, **replaced):
-        super().__init__("xnnpack_ops")
-        self.__dict__.update(replaced)
-
-    def __getattr__(self, name):
-        return getattr(ops, name)
-
-
-@contextlib.contextmanager
-def xnnpack_ops(int8: bool) -> Iterator[None]:
-    """While active, `VideoPredictor` code traces the XNNPACK-friendly ops (see module doc)."""
-    replaced = {"softmax": _elu_softmax}
-    if int8:
-        replaced.update(clip=_clip_int8, abs=_abs_int8)
-    saved = video_predictor_module.ops
-    video_predictor_module.ops = _OpsProxy(**replaced)
-    try:
-        yield
-    finally:
-        video_predictor_module.ops = saved
-
-
 # ---------------------------------------------------------------- conversion
 
 def convert_step(model, quantize: str, calibration: Optional[np.ndarray], context: int,
@@ -328,8 +227,11 @@ def variants_for(preset: str, model, calibration: np.ndarray, context: int,
 
     fast = xnnpack_copy(model)
     out = {
-        "float32": (project("float32"), "export.tflite.convert(quantize='float32')"),
-        "int8": (project("int8"), "export.tflite.convert(quantize='int8')"),
+        # The plain formulation: what export.tflite converted before it used export.xnnpack.
+        "float32": (convert_step(model, "float32", None, context),
+                    "plain formulation, float32 (the export before export.xnnpack)"),
+        "int8": (convert_step(model, "int8", calibration, context),
+                 "plain formulation, int8 (the export before export.xnnpack)"),
         "float32_xnnpack": (convert_step(fast, "float32", None, context, formulation=True),
                             "xnnpack formulation, float32"),
         "int8_xnnpack": (convert_step(fast, "int8", calibration, context, formulation=True,
@@ -378,32 +280,6 @@ def op_list(content: bytes) -> list[dict]:
                      "out_dtype": TYPE_NAMES[out.type],
                      "shape": [int(s) for s in out.shape], "weights": weights})
     return rows
-
-
-def delegation(content: bytes, threads: int = 1, **options) -> tuple[set[int], int]:
-    """(indices of the ops the default XNNPACK delegate replaced, number of partitions).
-
-    After delegation the interpreter lists the original nodes and then one
-    DELEGATE node per partition; a partition covers the nodes between its
-    inputs and its outputs.
-    """
-    interpreter = Interpreter(model_content=content, num_threads=threads, **options)
-    interpreter.allocate_tensors()
-    nodes = interpreter._get_ops_details()
-    delegates = [n for n in nodes if n["op_name"] == "DELEGATE"]
-    producer = {int(t): n["index"] for n in nodes if n["op_name"] != "DELEGATE"
-                for t in n["outputs"]}
-    covered: set[int] = set()
-    for d in delegates:
-        stop = {int(t) for t in d["inputs"]}
-        stack = [int(t) for t in d["outputs"]]
-        while stack:
-            t = stack.pop()
-            if t in stop or t not in producer or producer[t] in covered:
-                continue
-            covered.add(producer[t])
-            stack.extend(int(x) for x in nodes[producer[t]]["inputs"] if x >= 0)
-    return covered, len(delegates)
 
 
 def single_op_models(content: bytes) -> list[bytes]:

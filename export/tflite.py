@@ -20,6 +20,10 @@ Example:
     vidgen-export tflite runs/quick --quantize int8
     # -> runs/quick/export/tflite/step_int8.tflite, sequence_int8.tflite, step_int8.json
 
+Every model is traced through `export.xnnpack` (the same weights, ops that
+LiteRT's XNNPACK delegate runs: one delegate partition for the whole step
+model), and an int8 model with float I/O keeps its divisions in float32.
+
 Every file carries its model card as TFLite metadata (`export.tflite_metadata`):
 the output floor, frame size and channels, state names, quantization.
 """
@@ -118,6 +122,22 @@ def _converter(saved_model: str, signature: str, quantize: str, io: str, represe
     return converter
 
 
+def _convert(converter, quantize: str, io: str) -> bytes:
+    """The converter's flatbuffer; float I/O int8 keeps `xnnpack.FLOAT_OPS` in float32."""
+    import tensorflow as tf
+
+    from export import xnnpack
+
+    if quantize != "int8" or io != "float32":
+        return converter.convert()
+    # Selective quantization (public API; it keeps float I/O, hence float I/O only).
+    options = tf.lite.experimental.QuantizationDebugOptions(
+        denylisted_ops=list(xnnpack.FLOAT_OPS))
+    debugger = tf.lite.experimental.QuantizationDebugger(converter=converter,
+                                                         debug_options=options)
+    return debugger.get_nondebug_quantized_model()
+
+
 def model_card(model, signature: str, quantize: str, io: str, context: int,
                horizon: int) -> dict:
     """What a device needs to use the exported `signature` of `model`, as JSON-ready data."""
@@ -160,12 +180,17 @@ def convert(model, signature: str, quantize: str = "float32", io: str = "float32
     Returns:
         The .tflite bytes, with the model card (`model_card`) as metadata.
     """
+    # Start-up cost: keras and tensorflow load when a conversion runs, not on import.
+    from export import xnnpack
+
     check_options(quantize, io)
     spec = C.for_model(model, batch=1)
+    # The same weights, traced so that XNNPACK runs every op (export.xnnpack).
+    fast = xnnpack.xnnpack_copy(model)
     if signature == C.STEP:
-        endpoint = (signatures.step_function(model), signatures.tensor_specs(spec.inputs(C.STEP)))
+        endpoint = (signatures.step_function(fast), signatures.tensor_specs(spec.inputs(C.STEP)))
     elif signature == C.SEQUENCE:
-        endpoint = (signatures.sequence_function(model, context, horizon),
+        endpoint = (signatures.sequence_function(fast, context, horizon),
                     signatures.tensor_specs(spec.inputs(C.SEQUENCE, context, horizon)))
     else:
         raise VidgenError(f"Only {C.STEP!r} and {C.SEQUENCE!r} convert to TFLite. "
@@ -189,12 +214,16 @@ def convert(model, signature: str, quantize: str = "float32", io: str = "float32
     tmp = tempfile.mkdtemp(prefix="vidgen-tflite-")
     try:
         path = os.path.join(tmp, "saved_model")
-        signatures.write_archive(model, path, {signature: endpoint})
+        # The ELU softmax needs a float32 division, which only the float I/O int8 path keeps.
+        with xnnpack.xnnpack_ops(int8=quantize == "int8",
+                                 softmax=quantize != "int8" or io == "float32"):
+            signatures.write_archive(fast, path, {signature: endpoint})
         try:
             with warnings.catch_warnings():
                 # int8 calibration runs tf.lite's own (deprecated) interpreter internally.
                 warnings.simplefilter("ignore")
-                content = _converter(path, signature, quantize, io, representative).convert()
+                content = _convert(_converter(path, signature, quantize, io, representative),
+                                   quantize, io)
         except Exception as e:  # the converter raises many types, all with a useful message
             raise VidgenError(f"TFLite conversion of {signature!r} ({quantize}) failed: "
                               f"{str(e).strip().splitlines()[-1][:500]}") from e

@@ -225,3 +225,27 @@ def test_rgb_flow_model_exports_float_and_int8(rgb_flow_run, tmp_path):
         assert ops and not any(op.startswith("Flex") for op in ops), (path, ops)
     report = int8["report"]["variants"]["int8"]
     assert report["mean_abs_diff"] < 0.03 and report["max_abs_diff"] < 0.3, report
+    # The flow head's ABS, RELU and clips too: every op of both step models in XNNPACK.
+    from export.xnnpack import undelegated_ops
+
+    for path in (written["step"], int8["step"]):
+        assert undelegated_ops(open(path, "rb").read()) == [], path
+
+
+def test_every_op_of_the_step_models_runs_in_xnnpack(float_tflite, int8_tflite):
+    from export.xnnpack import delegation, undelegated_ops
+
+    for path in (float_tflite["step"], int8_tflite["step"]):
+        content = open(path, "rb").read()
+        assert undelegated_ops(content) == [], path
+        assert delegation(content)[1] == 1, path
+    ops = op_names(int8_tflite["step"])
+    assert "MIRROR_PAD" not in ops and "SOFTMAX" not in ops, ops
+
+
+def test_mirror_pad_matrix_pads_symmetrically():
+    from export.xnnpack import mirror_pad_matrix
+
+    row = np.arange(1.0, 6.0, dtype=np.float32)
+    np.testing.assert_array_equal(row @ mirror_pad_matrix(5, 2),
+                                  np.pad(row, 2, mode="symmetric"))
