@@ -71,6 +71,8 @@ NOISE = "noise"  # standard normal draws of a stochastic model's latent variable
 
 # A request may ask for at most this many frames: the rollout's memory grows with it.
 MAX_HORIZON = 1000
+# And give at most this many context frames: the encoder runs one recurrent step per frame.
+MAX_CONTEXT = 1000
 
 # Inputs that hold one value per clip which must be equal across a batch: requests
 # are merged by the server only when these values agree.

@@ -57,8 +57,11 @@ def next_version(model_dir: str) -> int:
     """1 + the largest numeric version directory in `model_dir` (1 when there is none)."""
     if not os.path.isdir(model_dir):
         return 1
+    # The names the server serves (serving/manager.py): ASCII digits, no leading zero,
+    # at most 18 of them; anything else ('01', Unicode digits, 5000 digits) is not a version.
     versions = [int(d) for d in os.listdir(model_dir)
-                if d.isdigit() and os.path.isdir(os.path.join(model_dir, d))]
+                if re.fullmatch(r"0|[1-9][0-9]{0,17}", d)
+                and os.path.isdir(os.path.join(model_dir, d))]
     return max(versions, default=0) + 1
 
 

@@ -37,13 +37,25 @@ from serving.errors import ServingError, invalid
 
 
 class _Task:
-    __slots__ = ("arrays", "size", "future", "enqueued")
+    __slots__ = ("arrays", "size", "future", "enqueued", "deadline")
 
-    def __init__(self, arrays: dict[str, np.ndarray], size: int):
+    def __init__(self, arrays: dict[str, np.ndarray], size: int,
+                 deadline: Optional[float] = None):
         self.arrays = arrays
         self.size = size
         self.future: Future = Future()
         self.enqueued = time.monotonic()
+        self.deadline = deadline
+
+    def start(self, now: float) -> bool:
+        """True if the task is to run: not cancelled, deadline not passed."""
+        if not self.future.set_running_or_notify_cancel():
+            return False
+        if self.deadline is not None and now >= self.deadline:
+            self.future.set_exception(
+                ServingError(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded"))
+            return False
+        return True
 
 
 class _Queue:
@@ -119,7 +131,7 @@ class Batcher:
             t.start()
 
     def submit(self, key: tuple, options: BatchingOptions, run: Callable[[dict], dict],
-               arrays: dict[str, np.ndarray]) -> Future:
+               arrays: dict[str, np.ndarray], deadline: Optional[float] = None) -> Future:
         """Queues one request.
 
         Args:
@@ -127,6 +139,7 @@ class Batcher:
             options: the queue's batching options (those of the first request of the key).
             run: arrays -> outputs, every output batched on its first dimension.
             arrays: the request's inputs, every one batched on its first dimension.
+            deadline: time.monotonic() after which the request is dropped unrun, or None.
 
         Returns:
             A Future of the request's outputs.
@@ -145,7 +158,7 @@ class Batcher:
         if size > options.max_batch_size:
             raise invalid(f"Task size {size} is larger than maximum input batch size "
                           f"{options.max_batch_size}")
-        task = _Task(arrays, size)
+        task = _Task(arrays, size, deadline)
         with self._cv:
             if self._closed:
                 raise ServingError(grpc.StatusCode.UNAVAILABLE, "The server is shutting down.")
@@ -157,9 +170,13 @@ class Batcher:
         return task.future
 
     def close(self) -> None:
-        """Runs what is queued, then stops the threads."""
+        """Cancels what is queued (its callers are gone by shutdown), then stops the threads."""
         with self._cv:
             self._closed = True
+            for queue in self._queues.values():
+                for batch in queue.batches:
+                    for t in batch:
+                        t.future.cancel()
             self._cv.notify_all()
         for t in self._threads:
             t.join()
@@ -193,7 +210,8 @@ class Batcher:
             if item is None:
                 return
             queue, tasks = item
-            live = [t for t in tasks if t.future.set_running_or_notify_cancel()]
+            now = time.monotonic()
+            live = [t for t in tasks if t.start(now)]
             if live:
                 self._run(queue.options, queue.run, live)
 

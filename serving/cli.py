@@ -36,8 +36,18 @@ def _cmd_start(args) -> int:
     if args.file_system_poll_wait_seconds <= 0:
         raise VidgenError("--file_system_poll_wait_seconds must be positive. Received: "
                           f"{args.file_system_poll_wait_seconds}")
+    for flag in ("max_request_bytes", "max_json_request_bytes", "max_in_flight_requests",
+                 "max_in_flight_bytes", "max_rest_connections"):
+        if getattr(args, flag) < 1:
+            raise VidgenError(f"--{flag} must be positive. Received: {getattr(args, flag)}")
+    if args.max_in_flight_bytes < args.max_request_bytes:
+        raise VidgenError("--max_in_flight_bytes must be at least --max_request_bytes, or the "
+                          "largest request could never run. Received: --max_in_flight_bytes "
+                          f"{args.max_in_flight_bytes}, --max_request_bytes "
+                          f"{args.max_request_bytes}")
     limits = Limits(max_request_bytes=args.max_request_bytes,
-                    max_tensor_bytes=args.max_request_bytes)
+                    max_tensor_bytes=args.max_request_bytes,
+                    max_json_request_bytes=args.max_json_request_bytes)
     batching = _batching_options(args, BatchingOptions)
     monitoring_config = _monitoring_config(args)
     try:
@@ -50,7 +60,10 @@ def _cmd_start(args) -> int:
             model_config_file_poll_wait_seconds=args.model_config_file_poll_wait_seconds,
             allow_version_labels_for_unavailable_models=(
                 args.allow_version_labels_for_unavailable_models),
-            monitoring_config=monitoring_config)
+            monitoring_config=monitoring_config,
+            max_in_flight_requests=args.max_in_flight_requests,
+            max_in_flight_bytes=args.max_in_flight_bytes,
+            max_rest_connections=args.max_rest_connections)
     except (ServingError, ConfigFileError) as e:
         raise VidgenError(_config_refusal(args, e)) from None
     stop = threading.Event()
@@ -258,7 +271,24 @@ def build_parser() -> argparse.ArgumentParser:
                    help="read each version's batching_params.pbtxt (thread pool from the "
                         "server's file); a version without one is not batched")
     s.add_argument("--max_request_bytes", type=int, default=256 << 20)
-    s.add_argument("--rest_api_timeout_in_ms", type=int, default=30000)
+    s.add_argument("--max_json_request_bytes", type=int, default=32 << 20,
+                   help="largest REST (JSON) body, refused with 413 before it is read: "
+                        "json.loads alone makes 6-8 bytes of Python objects per body byte "
+                        "(vidgen's flag; TF Serving has none)")
+    s.add_argument("--max_in_flight_requests", type=int, default=32,
+                   help="Predict requests (gRPC and REST together) in flight at most; beyond, "
+                        "RESOURCE_EXHAUSTED / HTTP 429 at once instead of queueing (vidgen's "
+                        "flag; TF Serving has none)")
+    s.add_argument("--max_in_flight_bytes", type=int, default=1 << 30,
+                   help="request bytes in flight at most, at least --max_request_bytes; "
+                        "beyond, RESOURCE_EXHAUSTED / HTTP 429 (vidgen's flag; TF Serving has "
+                        "none)")
+    s.add_argument("--max_rest_connections", type=int, default=256,
+                   help="open REST connections at most; beyond, HTTP 503 and the connection "
+                        "is closed (vidgen's flag; TF Serving has none)")
+    s.add_argument("--rest_api_timeout_in_ms", type=int, default=30000,
+                   help="a REST request's deadline, body read and JSON parsing included; "
+                        "also how long a connection may take to send a request or stay idle")
     s.add_argument("--drain_seconds", type=float, default=30.0,
                    help="on SIGTERM, how long requests in flight may take to finish")
     s.set_defaults(func=_cmd_start)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Optional
 
@@ -40,12 +40,17 @@ class Limits:
         max_tensor_bytes: largest input tensor, decoded.
         max_elements: most elements in one input tensor.
         max_response_bytes: largest output a request may ask for (batch x horizon x frame).
+        max_json_request_bytes: largest REST (JSON) body, checked before it is read: json.loads
+            alone allocates 6-8 bytes of Python objects per body byte (a float object and
+            its list slot per number; measured by bench/load.py), so this is kept well below
+            `max_request_bytes`.
     """
 
     max_request_bytes: int = 256 << 20
     max_tensor_bytes: int = 256 << 20
     max_elements: int = 64 << 20
     max_response_bytes: int = 512 << 20
+    max_json_request_bytes: int = 32 << 20
 
 
 class ServingCore:
@@ -83,7 +88,8 @@ class ServingCore:
         self.models.stop()
         if self.batcher is not None:
             self.batcher.close()
-        self._pool.shutdown(wait=True)
+        # Requests still queued have outlived the drain: their RPCs are gone.
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
     # ---- predict ------------------------------------------------------------------
 
@@ -102,7 +108,8 @@ class ServingCore:
         return self.predict_on(servable, request, deadline)
 
     def predict_on(self, servable: Servable, request: predict_pb2.PredictRequest,
-                   deadline: Optional[float] = None) -> predict_pb2.PredictResponse:
+                   deadline: Optional[float] = None,
+                   ticket=None) -> predict_pb2.PredictResponse:
         key, _ = servable.signature_def(request.model_spec.signature_name)
         servable.check_names(key, request.inputs.keys())
         parsed = {a: tensors.parse_proto(a, p, self.limits.max_elements)
@@ -110,7 +117,7 @@ class ServingCore:
         output_filter = servable.check_output_filter(key, request.output_filter)
         servable.check_inputs(key, {a: (p.dtype, p.shape) for a, p in parsed.items()})
         arrays = {a: p.decode() for a, p in parsed.items()}
-        outputs = self.run(servable, key, arrays, deadline)
+        outputs = self.run(servable, key, arrays, deadline, ticket)
         response = predict_pb2.PredictResponse()
         response.model_spec.name = servable.name
         response.model_spec.version.value = servable.version
@@ -129,29 +136,42 @@ class ServingCore:
         return key, self.run(servable, key, arrays, deadline)
 
     def run(self, servable: Servable, key: str, arrays: dict[str, np.ndarray],
-            deadline: Optional[float]) -> dict[str, np.ndarray]:
-        """Value checks, then the model call (batched when enabled), within the deadline."""
+            deadline: Optional[float], ticket=None) -> dict[str, np.ndarray]:
+        """Value checks, then the model call (batched when enabled), within the deadline.
+
+        Args:
+            deadline: time.monotonic() by which to answer, or None.
+            ticket: the request's `serving.admission` ticket, or None; once cancelled
+                (the client went away), the queued call is dropped.
+        """
         servable.check_values(key, arrays)
-        if deadline is not None and time.monotonic() >= deadline:
-            raise ServingError(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded")
-        future = self._submit(servable, key, arrays)
+        _check_live(deadline, ticket)
+        future = self._submit(servable, key, arrays, deadline, ticket)
+        if ticket is not None:
+            ticket.watch(future)
         timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
         try:
             return future.result(timeout)
         except FutureTimeout:
             future.cancel()
             raise ServingError(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded") from None
+        except CancelledError:
+            raise ServingError(grpc.StatusCode.CANCELLED,
+                               "The request was cancelled before its model call started "
+                               "(client gone or server shutting down).") from None
 
-    def _submit(self, servable: Servable, key: str, arrays: dict[str, np.ndarray]) -> Future:
+    def _submit(self, servable: Servable, key: str, arrays: dict[str, np.ndarray],
+                deadline: Optional[float] = None, ticket=None) -> Future:
         options = self._batching_for(servable)
         if options is None:
-            return self._pool.submit(servable.run, key, arrays)
+            return self._pool.submit(_started_live, deadline, ticket, servable.run, key, arrays)
         # Requests share a batch only when TF Serving's merge would succeed for them: the
         # same shapes beyond the batch dimension and the same horizon.
         merge_key = (servable, key, tuple((a, v.shape[1:]) for a, v in sorted(arrays.items())),
                      tuple((a, np.asarray(arrays[a]).reshape(-1)[:1].tobytes())
                            for a in C.UNIFORM_INPUTS if a in arrays))
-        return self.batcher.submit(merge_key, options, lambda x: servable.run(key, x), arrays)
+        return self.batcher.submit(merge_key, options, lambda x: servable.run(key, x), arrays,
+                                   deadline=deadline)
 
     def _batching_for(self, servable: Servable) -> Optional[BatchingOptions]:
         """The server's batching options, or the version's own ones (per-model batching)."""
@@ -217,3 +237,17 @@ class ServingCore:
                 entry.status.error_code = state.error.code.value[0]
                 entry.status.error_message = state.error.message
         return response
+
+
+def _check_live(deadline: Optional[float], ticket) -> None:
+    """Refuses to start work whose deadline passed or whose client went away."""
+    if deadline is not None and time.monotonic() >= deadline:
+        raise ServingError(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded")
+    if ticket is not None and ticket.cancelled.is_set():
+        raise ServingError(grpc.StatusCode.CANCELLED, "The client cancelled the request.")
+
+
+def _started_live(deadline: Optional[float], ticket, fn, *args):
+    """`fn(*args)` on a pool thread, unless the request died while it waited in the queue."""
+    _check_live(deadline, ticket)
+    return fn(*args)

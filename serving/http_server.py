@@ -3,14 +3,25 @@
 As in TF Serving (model_servers/http_server.cc), only paths under /v1/ reach
 the REST API; the metrics page is served on its configured path; any other
 path is a 404.
+
+Bounded: at most `max_connections` connection threads (beyond: a 503 and the
+connection closed, from the accepting thread); a connection may spend at most
+`read_timeout` seconds reading a request line and headers, or a body, after
+which its socket is shut for reading (slow and idle clients hold no thread
+for long); on drain, idle keep-alive connections are closed at once and busy
+ones after their answer. Every answer of the REST API is JSON, errors
+included: an unexpected exception is a 500 `{"error": ...}`, never a dropped
+connection.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import socket
+import threading
 import time
-from http.server import BaseHTTPRequestHandler
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Optional
 
 import grpc
@@ -20,32 +31,224 @@ from serving.errors import ServingError
 
 log = logging.getLogger("vidgen.serving")
 
+# A refused body up to this size is read and dropped so the connection stays usable;
+# a larger one closes the connection (reading it would defeat the refusal).
+_DISCARD_BYTES = 1 << 20
+
+
+def _json_bytes(status: int, message: str, close: bool = True) -> bytes:
+    body = json.dumps({"error": message}).encode()
+    reason = {429: "Too Many Requests", 503: "Service Unavailable"}.get(status, "Error")
+    return (f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n" + ("Connection: close\r\n" if close else "")
+            + "\r\n").encode() + body
+
+
+class _Connection:
+    __slots__ = ("sock", "deadline", "busy")
+
+    def __init__(self, sock, deadline: float):
+        self.sock = sock
+        self.deadline = deadline
+        self.busy = False
+
+
+class RestServer(ThreadingHTTPServer):
+    """A ThreadingHTTPServer with a connection cap, read deadlines and a prompt drain.
+
+    Args:
+        address: (host, port) to bind.
+        handler: the request handler class (`make_handler`).
+        max_connections: connection threads at most.
+        read_timeout: seconds a connection may take to send a request line and headers (or
+            stay idle between requests), and again to send the body.
+    """
+
+    daemon_threads = True     # drain() waits for them itself, up to its grace period
+    block_on_close = False
+
+    def __init__(self, address, handler, max_connections: int = 256,
+                 read_timeout: float = 30.0):
+        if max_connections < 1:
+            raise ValueError(f"max_connections must be positive. Received: {max_connections}")
+        self.max_connections = max_connections
+        self.read_timeout = read_timeout
+        self._cv = threading.Condition()
+        self._connections: dict[int, _Connection] = {}
+        self._draining = False
+        self._closed = False
+        super().__init__(address, handler)
+        self._reaper = threading.Thread(target=self._reap, name="rest-reaper", daemon=True)
+        self._reaper.start()
+
+    # ---- connections --------------------------------------------------------------
+
+    def process_request(self, request, client_address):
+        with self._cv:
+            full = len(self._connections) >= self.max_connections or self._draining
+            if not full:
+                self._connections[id(request)] = _Connection(
+                    request, time.monotonic() + self.read_timeout)
+                self._cv.notify_all()
+        if full:
+            self._refuse(request)
+            return
+        super().process_request(request, client_address)
+
+    def _refuse(self, request) -> None:
+        message = ("The server is shutting down." if self._draining else
+                   f"The server already holds {self.max_connections} REST connections, its "
+                   "limit (--max_rest_connections); retry later.")
+        try:
+            request.settimeout(1.0)
+            request.sendall(_json_bytes(503, message))
+        except OSError:
+            pass
+        self.shutdown_request(request)
+
+    def process_request_thread(self, request, client_address):
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self._cv:
+                self._connections.pop(id(request), None)
+                self._cv.notify_all()
+
+    def reading(self, request, body: bool = False) -> bool:
+        """The connection waits for a request (or its body); False once draining."""
+        with self._cv:
+            conn = self._connections.get(id(request))
+            if conn is not None:
+                conn.busy = False
+                conn.deadline = time.monotonic() + self.read_timeout
+                self._cv.notify_all()
+            return not self._draining or body
+
+    def busy(self, request) -> bool:
+        """The request was read and is being answered; False when draining (answer 503)."""
+        with self._cv:
+            conn = self._connections.get(id(request))
+            if conn is not None:
+                conn.busy = True
+            return not self._draining
+
+    def _reap(self) -> None:
+        """Shuts the read side of connections past their read deadline (or idle, on drain)."""
+        with self._cv:
+            while not self._closed:
+                now, wait = time.monotonic(), None
+                for conn in self._connections.values():
+                    if conn.busy:
+                        continue
+                    if self._draining or conn.deadline <= now:
+                        _shut_read(conn.sock)
+                        conn.deadline = float("inf")
+                    else:
+                        wait = conn.deadline - now if wait is None else min(wait,
+                                                                            conn.deadline - now)
+                self._cv.wait(wait)
+
+    def drain(self, grace: float) -> bool:
+        """Stops accepting, closes idle connections, waits up to `grace` s for busy ones.
+
+        Returns:
+            True if every connection closed within `grace`.
+        """
+        end = time.monotonic() + grace
+        with self._cv:
+            self._draining = True
+            self._cv.notify_all()
+            while self._connections:
+                left = end - time.monotonic()
+                if left <= 0:
+                    break
+                self._cv.wait(left)
+            done = not self._connections
+            self._closed = True
+            self._cv.notify_all()
+        self.server_close()
+        if not done:
+            log.warning("REST: %d connections still open after the %.1f s drain; closed "
+                        "without waiting for them.", len(self._connections), grace)
+        return done
+
+
+def _shut_read(sock) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RD)
+    except OSError:
+        pass
+
 
 def make_handler(core, timeout: Optional[float], max_body: int,
-                 metrics_path: Optional[str] = None) -> type[BaseHTTPRequestHandler]:
-    """A request handler class over `core`.
+                 metrics_path: Optional[str] = None, admission=None,
+                 max_json_body: Optional[int] = None) -> type[BaseHTTPRequestHandler]:
+    """A request handler class over `core` (for `RestServer`).
 
     Args:
         core: the ServingCore.
-        timeout: seconds a REST request may take, or None.
+        timeout: seconds a REST request may take (body read and JSON parsing included),
+            or None.
         max_body: largest request body accepted, in bytes.
         metrics_path: the Prometheus path (None: metrics are not served).
+        admission: the server's `serving.admission.Admission`, or None (no bound).
+        max_json_body: largest body of a REST API (JSON) request, checked before reading it.
     """
+    max_json_body = max_body if max_json_body is None else min(max_body, max_json_body)
+    socket_timeout = 30.0 if timeout is None else max(timeout, 1.0)
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # A malformed request line or header is answered in JSON too (send_error).
+        error_content_type = "application/json"
+        error_message_format = '{"error": "%(code)d %(message)s: %(explain)s"}'
+        # Every socket read and write: a backstop behind RestServer's read deadlines.
+        timeout = socket_timeout
 
         def _send(self, status: int, data: bytes, content_type: str) -> None:
             self.send_response(status)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(data)))
+            if self.close_connection:
+                self.send_header("Connection", "close")
             self.end_headers()
             self.wfile.write(data)
 
         def _reply(self, status: int, body: dict) -> None:
             self._send(status, json.dumps(body).encode(), "application/json")
 
+        def _refuse(self, status: int, message: str, length: int) -> None:
+            """Answers without running the request; keeps the connection if the body is small."""
+            if length <= _DISCARD_BYTES:
+                if len(self.rfile.read(length)) < length:
+                    self.close_connection = True
+            else:
+                self.close_connection = True
+            self._reply(status, {"error": message})
+
         def _handle(self, method: str) -> None:
+            self._sent = False
+            try:
+                self._handle_checked(method)
+            except Exception:  # noqa: BLE001 - every failure is answered, none drops the line
+                log.exception("REST %s %s failed", method, self.path[:200])
+                if self._sent:
+                    self.close_connection = True
+                    return
+                self.close_connection = self.close_connection or not self._body_read
+                try:
+                    self._reply(500, {"error": "Internal error while handling the request; "
+                                               "the server's log has the traceback."})
+                except OSError:
+                    self.close_connection = True
+            finally:
+                if not self.server.reading(self.request):
+                    self.close_connection = True
+
+        def _handle_checked(self, method: str) -> None:
+            self._body_read = False
+            deadline = None if timeout is None else time.monotonic() + timeout
+            self.server.reading(self.request, body=True)   # the body gets its own deadline
             try:
                 length = int(self.headers.get("Content-Length") or 0)
                 if length < 0:
@@ -55,31 +258,73 @@ def make_handler(core, timeout: Optional[float], max_body: int,
                 self._reply(400, {"error": "Content-Length must be a non-negative integer. "
                                            f"Received: {self.headers.get('Content-Length')!r}"})
                 return
-            if length > max_body:
+            path = self.path.split("?", 1)[0]
+            api = path.lower().startswith("/v1/")
+            limit, flag = ((max_json_body, "--max_json_request_bytes") if api
+                           and max_json_body < max_body else (max_body, "--max_request_bytes"))
+            if length > limit:
                 # Read nothing more: the connection is closed after the answer.
                 self.close_connection = True
                 error = ServingError(grpc.StatusCode.RESOURCE_EXHAUSTED,
                                      f"Request body of {length} bytes exceeds the server's "
-                                     f"limit of {max_body} bytes (--max_request_bytes).")
+                                     f"limit of {limit} bytes ({flag}).")
                 self._reply(413, {"error": error.message})
                 return
+            ticket = None
+            if api and method == "POST" and admission is not None:
+                try:
+                    ticket = admission.admit(length)
+                except ServingError as e:
+                    self._refuse(e.http_status, e.message, length)
+                    return
+            try:
+                self._answer(method, path, api, length, deadline)
+            finally:
+                if ticket is not None:
+                    ticket.release()
+
+        def _answer(self, method, path, api, length, deadline) -> None:
             body = self.rfile.read(length) if length else b""
-            path = self.path.split("?", 1)[0]
+            if len(body) < length:
+                self.close_connection = True
+                self._reply(408, {"error": f"The request body ({length} bytes) was not received "
+                                           "within the REST timeout "
+                                           "(--rest_api_timeout_in_ms)."})
+                return
+            self._body_read = True
+            if not self.server.busy(self.request):
+                self.close_connection = True
+                self._reply(503, {"error": "The server is shutting down."})
+                return
             if metrics_path is not None and path == metrics_path:
                 self._send(200, core.metrics.exposition(), monitoring.CONTENT_TYPE)
                 return
-            if not path.lower().startswith("/v1/"):
+            if not api:
                 self._send(404, b"404 Not Found\n", "text/plain")
                 return
-            deadline = None if timeout is None else time.monotonic() + timeout
             status, out = rest.handle(core, method, self.path, body, deadline)
-            self._reply(status, out)
+            data = json.dumps(out).encode()
+            self._sent = True
+            self._send(status, data, "application/json")
 
         def do_GET(self):  # noqa: N802
             self._handle("GET")
 
         def do_POST(self):  # noqa: N802
             self._handle("POST")
+
+        # TF Serving answers any other method with 400 "Malformed request: PUT ..." in JSON.
+        def do_PUT(self):  # noqa: N802
+            self._handle("PUT")
+
+        def do_DELETE(self):  # noqa: N802
+            self._handle("DELETE")
+
+        def do_PATCH(self):  # noqa: N802
+            self._handle("PATCH")
+
+        def do_OPTIONS(self):  # noqa: N802
+            self._handle("OPTIONS")
 
         def log_message(self, fmt, *args):
             log.debug("REST %s", fmt % args)

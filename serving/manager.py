@@ -17,12 +17,24 @@ version that fails to load is reported in the model status and not retried
 until its files change; the versions already serving keep serving. Requests
 hold a reference to the version they started on, so an unload never
 interrupts them.
+
+A version directory is named by its number: 1 to 18 ASCII digits without a
+leading zero ("0" itself is fine), so every number has exactly one folder
+and fits TF Serving's int64 versions. Any other folder ("01", Arabic-Indic
+"١", thousands of digits, "v2") is ignored with one warning per name; hidden
+folders (the exporter's ".tmp-*") are ignored silently. TF Serving itself
+parses names with `strings::safe_strto64` (file_system_storage_path_source.cc),
+which also takes "01", " 1" and "+1" and, when two names give the same
+number, loads one and warns that the other is ignored; here "01" never
+competes with "1". A scan that fails (an unreadable folder) is logged once
+per distinct error and polling goes on.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -41,6 +53,9 @@ log = logging.getLogger("vidgen.serving")
 
 # TF Serving's default policy: the highest version.
 _LATEST = FileSystemStoragePathSourceConfig.ServableVersionPolicy()
+
+# The names of version directories: the number's canonical ASCII spelling, at most 18 digits.
+VERSION_NAME = re.compile(r"0|[1-9][0-9]{0,17}")
 
 START, LOADING, AVAILABLE, UNLOADING, END = "START", "LOADING", "AVAILABLE", "UNLOADING", "END"
 
@@ -94,6 +109,7 @@ class ModelManager:
         self._states: dict[int, VersionState] = {}
         self._seen: dict[int, tuple] = {}      # version -> snapshot at the last poll
         self._failed: dict[int, tuple] = {}    # version -> snapshot that failed to load
+        self._ignored: set[str] = set()        # folder names already warned about
         self._lock = threading.Lock()
         self._poll_lock = threading.Lock()
         self._stop = threading.Event()
@@ -169,12 +185,17 @@ class ModelManager:
                 self._servables = {}
 
     def _loop(self) -> None:
+        reported = None
         while not self._stop.is_set():
             self._wake.clear()   # a policy change during the scan wakes the next one
             try:
                 self.poll_once()
-            except Exception:  # noqa: BLE001 - the poller must outlive any one bad scan
-                log.exception("Polling %s failed", self.base_path)
+                reported = None
+            except Exception as e:  # noqa: BLE001 - the poller must outlive any one bad scan
+                problem = f"{type(e).__name__}: {e}"
+                if problem != reported:   # once per problem, not once per poll
+                    log.exception("Polling %s failed; polling goes on", self.base_path)
+                    reported = problem
             self._wake.wait(self.poll_interval)
 
     def _versions(self) -> dict[int, str]:
@@ -182,8 +203,22 @@ class ModelManager:
             names = os.listdir(self.base_path)
         except (FileNotFoundError, NotADirectoryError):
             return {}
-        return {int(n): os.path.join(self.base_path, n) for n in names
-                if n.isdigit() and os.path.isdir(os.path.join(self.base_path, n))}
+        versions = {}
+        for name in names:
+            path = os.path.join(self.base_path, name)
+            if name.startswith(".") or not os.path.isdir(path):
+                continue
+            if VERSION_NAME.fullmatch(name):
+                versions[int(name)] = path
+            elif name not in self._ignored:
+                self._ignored.add(name)
+                shown = ascii(name) if len(name) <= 40 else \
+                    f"{ascii(name[:20])}... ({len(name)} characters)"
+                log.warning("Ignoring the folder %s in %s: a version folder is named by 1 to "
+                            "18 ASCII digits without a leading zero (e.g. '1').", shown,
+                            self.base_path)
+        self._ignored &= set(names)   # a name that comes back is reported again
+        return versions
 
     def poll_once(self) -> None:
         """One scan: the policy's versions are loaded, then the others unloaded if allowed."""

@@ -15,11 +15,19 @@ and instances are stacked on a new first dimension; the response is
 there it must have the same value in every instance and is passed once.
 Columnar format ("inputs"): the values as they are; the response is
 `{"outputs": ...}`.
+
+Every request gets a JSON answer with a status. A version is ASCII digits (RE2's
+`\\d`, as in TF Serving's path regex) that fit an int64; other digits make a
+malformed path and a number beyond int64 is TF Serving's INVALID_ARGUMENT
+"Failed to convert version: V to numeric." (http_rest_api_handler.cc, where
+`absl::SimpleAtoi` fails). An unexpected exception is logged and answered
+500 `{"error": ...}`, never a dropped connection.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
 import urllib.parse
@@ -34,7 +42,9 @@ from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2
 from serving import tensors
 from serving.errors import ServingError, invalid
 
-_PATH = re.compile(r"^/v1/models/([^/:]+)(?:/versions/(\d+)|/labels/([^/:]+))?"
+log = logging.getLogger("vidgen.serving")
+
+_PATH = re.compile(r"^/v1/models/([^/:]+)(?:/versions/([0-9]+)|/labels/([^/:]+))?"
                    r"(?::(predict|classify|regress)|/(metadata))?$")
 
 _JSON_DTYPES = {types_pb2.DT_FLOAT: np.float32, types_pb2.DT_DOUBLE: np.float64,
@@ -110,7 +120,7 @@ def parse_predict(doc: dict, specs: dict, max_elements: int) -> tuple[str, dict]
             instances = [{next(iter(specs)): i} for i in instances]
         arrays = {}
         for n, inst in enumerate(instances):
-            if set(inst) != set(specs):
+            if not isinstance(inst, dict) or set(inst) != set(specs):
                 raise invalid(f"Failed to process element: {n} of 'instances' list. JSON "
                               f"object must only have keys: {','.join(sorted(specs))}")
         for alias, spec in specs.items():
@@ -161,6 +171,20 @@ def handle(core, method: str, path: str, body: bytes,
         return 200, _dispatch(core, method, path, body, deadline)
     except ServingError as e:
         return e.http_status, {"error": e.message}
+    except Exception as e:  # noqa: BLE001 - a request must never drop the connection
+        log.exception("REST %s %s failed", method, path[:200])
+        return 500, {"error": f"Internal error while handling the request: {type(e).__name__}."}
+
+
+def parse_version(text: Optional[str]) -> Optional[int]:
+    """The version of a path, or TF Serving's INVALID_ARGUMENT when it exceeds int64."""
+    if text is None:
+        return None
+    # At most 19 digits after the leading zeros can fit: no int() of thousands of digits.
+    digits = text.lstrip("0") or "0"
+    if len(digits) > 19 or int(digits) >= 1 << 63:
+        raise invalid(f"Failed to convert version: {text} to numeric.")
+    return int(digits)
 
 
 def _dispatch(core, method, path, body, deadline):
@@ -171,7 +195,7 @@ def _dispatch(core, method, path, body, deadline):
     name, version, label, verb, sub = m.groups()
     name = urllib.parse.unquote(name)   # TF Serving URL-decodes both (DecodeArg)
     label = None if label is None else urllib.parse.unquote(label)
-    version = int(version) if version is not None else None
+    version = parse_version(version)
     if method == "POST" and verb:
         with core.metrics.request(name, verb, "REST") as call:
             return _post(core, name, version, label, verb, body, deadline, call)

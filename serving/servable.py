@@ -106,6 +106,11 @@ class Servable:
     def check_inputs(self, key: str, named: dict[str, tuple[int, tuple[int, ...]]]) -> None:
         """Input names, then dtype, rank, shape and size of every input, then the contract.
 
+        Sizes are those of the decoded tensors (a one-value fill counts at its full
+        size), checked from the shapes alone: nothing has been allocated yet. All inputs
+        together may not decode into more than `max_request_bytes`, the most a request
+        could carry value by value.
+
         Args:
             key: a signature key that exists.
             named: input alias -> (DataType enum, shape).
@@ -116,6 +121,11 @@ class Servable:
         for alias, (dtype, shape) in named.items():
             tensors.check_input(key, alias, order.index(alias), specs[alias], dtype, shape,
                                 self.limits.max_elements, self.limits.max_tensor_bytes)
+        total = sum(tensors.decoded_bytes(d, s) for d, s in named.values())
+        if total > self.limits.max_request_bytes:
+            raise invalid(f"Inputs of signature '{key}': expected at most "
+                          f"{self.limits.max_request_bytes} bytes in all once decoded, "
+                          f"received {total}.")
         self._check_contract(key, {a: s for a, (_, s) in named.items()})
 
     def _check_contract(self, key: str, shapes: dict[str, tuple[int, ...]]) -> None:
@@ -134,9 +144,32 @@ class Servable:
             if len(shapes[C.CONTEXT]) == 5 and shapes[C.CONTEXT][1] < 1:
                 raise invalid(f"Input '{C.CONTEXT}' of signature '{key}': expected at least "
                               f"one frame, received shape {tuple(shapes[C.CONTEXT])}.")
+            if len(shapes[C.CONTEXT]) == 5 and shapes[C.CONTEXT][1] > C.MAX_CONTEXT:
+                raise invalid(f"Input '{C.CONTEXT}' of signature '{key}': expected at most "
+                              f"{C.MAX_CONTEXT} frames, received {shapes[C.CONTEXT][1]} "
+                              f"(shape {tuple(shapes[C.CONTEXT])}).")
+        if key == C.STEP and batches:
+            self._check_step_output(key, batches[sorted(batches)[0]])
+
+    def _check_step_output(self, key: str, batch: int) -> None:
+        """The step outputs (next frame and states) are known from the batch alone."""
+        out = 0
+        for info in self.signature_defs[key].outputs.values():
+            dims = [d.size for d in info.tensor_shape.dim]
+            out += math.prod(batch if d < 0 else d for d in dims) * \
+                tensors.decoded_bytes(info.dtype, ())
+        if out > self.limits.max_response_bytes:
+            raise invalid(f"Outputs of signature '{key}': expected at most "
+                          f"{self.limits.max_response_bytes} bytes, the request would make "
+                          f"{out} (batch {batch}).")
 
     def check_values(self, key: str, arrays: dict[str, np.ndarray]) -> None:
-        """NaN/Inf, the horizon range, and the size of the response it would make."""
+        """NaN/Inf, the horizon range, and the size of the response it would make.
+
+        serving_default counts its float32 frames; predict_uint8 counts the float32
+        the graph works on (context and predicted frames, 4x its uint8 bytes) against
+        the same `max_response_bytes`, since its uint8 output understates the cost.
+        """
         for alias, array in arrays.items():
             tensors.check_values(key, alias, array)
         if key in (C.SERVING_DEFAULT, C.PREDICT_UINT8) and C.HORIZON in arrays:
@@ -149,12 +182,21 @@ class Servable:
             tensors.check_uniform(key, C.HORIZON, values)
             horizon = int(values[0])
             context = arrays[C.CONTEXT]
-            itemsize = 1 if key == C.PREDICT_UINT8 else 4
-            out = context.shape[0] * horizon * math.prod(context.shape[2:]) * itemsize
-            if out > self.limits.max_response_bytes:
+            batch, frame = context.shape[0], math.prod(context.shape[2:])
+            if key == C.PREDICT_UINT8:
+                # The graph works in float32 on the context and the frames it makes.
+                work = batch * (context.shape[1] + horizon) * frame * 4
+                if work > self.limits.max_response_bytes:
+                    raise invalid(
+                        f"Signature '{key}': expected a float32 working size of at most "
+                        f"{self.limits.max_response_bytes} bytes, the request would make "
+                        f"{work} (batch {batch} x (context {context.shape[1]} + horizon "
+                        f"{horizon}) frames x {frame} values x 4 bytes).")
+            out = batch * horizon * frame * 4
+            if key == C.SERVING_DEFAULT and out > self.limits.max_response_bytes:
                 raise invalid(f"Output '{C.FRAMES}' of signature '{key}': expected at most "
                               f"{self.limits.max_response_bytes} bytes, the request would make "
-                              f"{out} (batch {context.shape[0]} x horizon {horizon}).")
+                              f"{out} (batch {batch} x horizon {horizon}).")
 
     # ---- running ------------------------------------------------------------------
 

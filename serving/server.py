@@ -17,7 +17,6 @@ import os
 import threading
 import time
 from concurrent import futures
-from http.server import ThreadingHTTPServer
 from typing import Optional
 
 import grpc
@@ -28,11 +27,15 @@ from tensorflow_serving.apis import (
 )
 
 from serving import model_config, monitoring
+from serving.admission import Admission
 from serving.core import BatchingOptions, Limits, ServingCore
 from serving.errors import HTTP_STATUS, ServingError, invalid
-from serving.http_server import make_handler
+from serving.http_server import RestServer, make_handler
 
 log = logging.getLogger("vidgen.serving")
+
+# gRPC calls beyond the admitted Predicts (status, metadata, reload) that may run at once.
+CONTROL_RPCS = 8
 
 # Said at start-up, so nobody mistakes this server for all of TF Serving.
 NOT_IMPLEMENTED = (
@@ -55,12 +58,16 @@ def _abort(context, error: ServingError):
 
 def _deadline(context) -> Optional[float]:
     remaining = context.time_remaining()
-    return None if remaining is None else time.monotonic() + remaining
+    # A call without a deadline reports an "infinite" remaining time, too large for a wait.
+    if remaining is None or remaining > 1e7:
+        return None
+    return time.monotonic() + remaining
 
 
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
-    def __init__(self, core: ServingCore):
+    def __init__(self, core: ServingCore, admission: Optional[Admission] = None):
         self.core = core
+        self.admission = admission
 
     def Predict(self, request, context):  # noqa: N802 - gRPC method names
         try:
@@ -69,7 +76,15 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
                     raise invalid("Missing ModelSpec")
                 servable = self.core.resolve(request.model_spec)
                 call.version = servable.version
-                return self.core.predict_on(servable, request, _deadline(context))
+                if self.admission is None:
+                    return self.core.predict_on(servable, request, _deadline(context))
+                with self.admission.admit(request.ByteSize()) as ticket:
+                    # Called when the RPC ends, cancelled by the client or the drain included.
+                    context.add_callback(ticket.cancel)
+                    if not context.is_active():
+                        ticket.cancel()
+                    return self.core.predict_on(servable, request, _deadline(context),
+                                                ticket)
         except ServingError as e:
             _abort(context, e)
 
@@ -184,8 +199,9 @@ class Server:
         poll_interval: seconds between version scans.
         limits: request limits.
         batching: BatchingOptions or None.
-        rest_api_timeout: seconds a REST request may take (TF Serving's --rest_api_timeout_in_ms).
-        grpc_threads: concurrent gRPC requests.
+        rest_api_timeout: seconds a REST request may take (TF Serving's --rest_api_timeout_in_ms);
+            also how long a REST connection may take to send a request, or stay idle.
+        grpc_threads: gRPC handler threads (default: enough for every admitted RPC).
         model_config: a ModelServerConfig instead of `model_base_path`/`model_name`.
         model_config_file: a text ModelServerConfig file instead of them.
         model_config_file_poll_wait_seconds: how often to re-read `model_config_file`
@@ -193,6 +209,11 @@ class Server:
         allow_version_labels_for_unavailable_models: TF Serving's flag of that name.
         monitoring_config: a `monitoring.MonitoringConfig`; with prometheus_config.enable,
             metrics are served on the REST port.
+        max_in_flight_requests: Predict requests (gRPC and REST together) in flight at most;
+            beyond, RESOURCE_EXHAUSTED (REST 429) at once. gRPC itself refuses RPCs beyond
+            this plus CONTROL_RPCS.
+        max_in_flight_bytes: request bytes in flight at most (at least `max_request_bytes`).
+        max_rest_connections: REST connections (threads) at most; beyond, a 503.
 
     Raises:
         ValueError: the models are given in none or more than one of the three ways.
@@ -204,12 +225,20 @@ class Server:
                  port: int = 8500, rest_api_port: Optional[int] = 8501,
                  host: str = "127.0.0.1", poll_interval: float = 1.0,
                  limits: Optional[Limits] = None, batching: Optional[BatchingOptions] = None,
-                 rest_api_timeout: Optional[float] = 30.0, grpc_threads: int = 32, *,
+                 rest_api_timeout: Optional[float] = 30.0, grpc_threads: Optional[int] = None,
+                 *,
                  model_config=None, model_config_file: Optional[str] = None,
                  model_config_file_poll_wait_seconds: float = 0.0,
                  allow_version_labels_for_unavailable_models: bool = False,
-                 monitoring_config=None):
+                 monitoring_config=None, max_in_flight_requests: int = 32,
+                 max_in_flight_bytes: int = 1 << 30, max_rest_connections: int = 256):
         limits = limits or Limits()
+        if max_in_flight_bytes < limits.max_request_bytes:
+            raise ValueError("max_in_flight_bytes must be at least max_request_bytes, or the "
+                             "largest request could never run. Received: max_in_flight_bytes="
+                             f"{max_in_flight_bytes}, max_request_bytes="
+                             f"{limits.max_request_bytes}")
+        self.admission = Admission(max_in_flight_requests, max_in_flight_bytes)
         config = _models_config(model_base_path, model_name, model_config, model_config_file)
         self.model_config_file = model_config_file
         self.model_config_file_poll_wait_seconds = model_config_file_poll_wait_seconds
@@ -219,13 +248,15 @@ class Server:
             allow_version_labels_for_unavailable_models=allow_version_labels_for_unavailable_models)
         self.metrics = self.core.metrics
         self.host = host
+        max_rpcs = max_in_flight_requests + CONTROL_RPCS
         self._grpc = grpc.server(
-            futures.ThreadPoolExecutor(grpc_threads, thread_name_prefix="grpc"),
+            futures.ThreadPoolExecutor(grpc_threads or max_rpcs, thread_name_prefix="grpc"),
+            maximum_concurrent_rpcs=max_rpcs,
             options=[("grpc.max_receive_message_length", limits.max_request_bytes),
                      ("grpc.max_send_message_length", -1),
                      ("grpc.so_reuseport", 0)])
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-            PredictionService(self.core), self._grpc)
+            PredictionService(self.core, self.admission), self._grpc)
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(self.core),
                                                                   self._grpc)
         self.port = self._grpc.add_insecure_port(f"{host}:{port}")
@@ -234,12 +265,12 @@ class Server:
         self._http = None
         self.rest_api_port = None
         if rest_api_port is not None:
-            self._http = ThreadingHTTPServer(
+            self._http = RestServer(
                 (host, rest_api_port),
                 make_handler(self.core, rest_api_timeout, limits.max_request_bytes,
-                             self.metrics_path))
-            self._http.daemon_threads = False
-            self._http.block_on_close = True
+                             self.metrics_path, self.admission,
+                             limits.max_json_request_bytes),
+                max_rest_connections, rest_api_timeout or 30.0)
             self.rest_api_port = self._http.server_address[1]
         self._http_thread = None
         self._started = False
@@ -275,12 +306,19 @@ class Server:
         return self.core.models.wait_until_available(timeout)
 
     def stop(self, grace: float = 30.0) -> None:
-        """Stops accepting requests, lets the ones in flight finish, then shuts down."""
+        """Stops accepting requests, lets the ones in flight finish, then shuts down.
+
+        Within `grace` seconds (plus the model calls already running): idle REST
+        connections are closed at once, requests in flight may finish, then gRPC
+        cancels the rest and queued model calls are dropped.
+        """
+        end = time.monotonic() + grace
+        grpc_done = self._grpc.stop(grace)   # refuses new RPCs at once, in the background
         if self._http is not None:
             if self._started:
                 self._http.shutdown()
-            self._http.server_close()  # joins the REST request threads
-        self._grpc.stop(grace).wait()
+            self._http.drain(grace)
+        grpc_done.wait(max(0.0, end - time.monotonic()) + 1.0)
         self.core.stop()
 
 

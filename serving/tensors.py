@@ -11,6 +11,17 @@ Two steps, in TF Serving's order and then beyond it:
    the input, what was expected and what was received.
 
 Only then is the tensor decoded (`ProtoTensor.decode`) and handed to the model.
+
+Short value lists. TensorFlow's `Tensor::FromProto` (tensor.cc, FromProtoField)
+accepts a value list shorter than the shape: no value fills the tensor with
+zeros, and k < n values are followed by copies of the last one. TF Serving
+takes that as it is, so a request of a few bytes can declare a tensor of
+hundreds of megabytes. Here a value list holds 0, 1 or every value: 0 and 1
+are fills (`tf.make_tensor_proto(0.5, shape=...)` writes one value), any other
+short list is refused (it is a truncated tensor more often than a fill, and
+its padding would feed the model values nobody sent). The size a tensor takes
+once decoded, padding included, is what the limits count (`decoded_bytes`),
+and it is checked from the shape before anything is allocated.
 """
 
 from __future__ import annotations
@@ -109,11 +120,18 @@ class ProtoTensor:
         return out.reshape(self.shape)
 
 
+def decoded_bytes(dtype: int, shape: tuple[int, ...]) -> int:
+    """Bytes a tensor of `dtype` and `shape` takes once decoded (a string counts 1 a value)."""
+    np_dtype = _FIELDS[dtype][0] if dtype in _FIELDS else object
+    return math.prod(shape) * (np.dtype(np_dtype).itemsize if np_dtype is not object else 1)
+
+
 def parse_proto(alias: str, proto: tensor_pb2.TensorProto, max_elements: int) -> ProtoTensor:
     """Checks the structure of `proto`, like TensorFlow's Tensor::FromProto, without decoding.
 
     Raises:
-        ServingError: INVALID_ARGUMENT `tensor parsing error: ALIAS`.
+        ServingError: INVALID_ARGUMENT `tensor parsing error: ALIAS`, or a value list
+            that is neither a fill (0 or 1 value) nor complete.
     """
     error = invalid(f"tensor parsing error: {alias}")
     if proto.dtype not in _FIELDS or proto.tensor_shape.unknown_rank:
@@ -133,6 +151,9 @@ def parse_proto(alias: str, proto: tensor_pb2.TensorProto, max_elements: int) ->
         count = len(getattr(proto, field))
         if count % per or count // per > n or (count and n == 0):
             raise error
+        if 1 < count // per < n:
+            raise invalid(f"Input '{alias}': expected 1 value (a fill) or all {n} values in "
+                          f"{field} for shape {_fmt(dims)}, received {count // per}.")
     return ProtoTensor(proto.dtype, dims, proto)
 
 
@@ -172,9 +193,9 @@ def check_input(signature: str, alias: str, index: int, spec: InputSpec, dtype: 
     if n > max_elements:
         raise invalid(f"{where}: expected at most {max_elements} elements, received {n} "
                       f"(shape {_fmt(shape)}).")
-    itemsize = np.dtype(_FIELDS[dtype][0]).itemsize if _FIELDS[dtype][0] is not object else 1
-    if n * itemsize > max_bytes:
-        raise invalid(f"{where}: expected at most {max_bytes} bytes, received {n * itemsize} "
+    size = decoded_bytes(dtype, shape)
+    if size > max_bytes:
+        raise invalid(f"{where}: expected at most {max_bytes} bytes, received {size} "
                       f"(shape {_fmt(shape)}).")
 
 

@@ -326,3 +326,11 @@ def test_an_export_is_fsynced_before_it_appears_and_a_full_disk_leaves_nothing(
     with pytest.raises(OSError, match="No space left"):
         export_savedmodel(tiny_run, str(tmp_path / "m"), "vidgen")
     assert sorted(os.listdir(tmp_path / "m" / "vidgen")) == ["1"], "no version 2, no temp"
+
+
+def test_next_version_ignores_names_that_are_not_versions(tmp_path):
+    from export.savedmodel import next_version
+
+    for name in ("3", "01", "\u0661\u0662", "9" * 250, "v7", ".tmp-4-x"):
+        (tmp_path / name).mkdir()
+    assert next_version(str(tmp_path)) == 4

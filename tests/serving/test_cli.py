@@ -117,3 +117,30 @@ def test_server_binds_localhost_by_default(server):
     assert server.host == "127.0.0.1"
     assert server._http.server_address[0] == "127.0.0.1"
     assert np.isfinite(server.port)
+
+
+@pytest.mark.parametrize("flag", ["--max_in_flight_requests", "--max_in_flight_bytes",
+                                  "--max_json_request_bytes", "--max_rest_connections"])
+def test_start_checks_the_load_flags(exported, flag, capsys):
+    code = main(["start", "--model_base_path", exported["store"], "--model_name", MODEL,
+                 flag, "0"])
+    assert code == 2
+    assert f"{flag} must be positive. Received: 0" in capsys.readouterr().err
+
+
+def test_start_refuses_fewer_in_flight_bytes_than_one_request(exported, capsys):
+    code = main(["start", "--model_base_path", exported["store"], "--model_name", MODEL,
+                 "--max_request_bytes", "1000", "--max_in_flight_bytes", "999"])
+    assert code == 2
+    assert "--max_in_flight_bytes must be at least --max_request_bytes" in (
+        capsys.readouterr().err)
+
+
+def test_start_help_says_the_load_flags_are_vidgens(capsys):
+    with pytest.raises(SystemExit):
+        main(["start", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    for flag in ("--max_in_flight_requests", "--max_in_flight_bytes",
+                 "--max_json_request_bytes", "--max_rest_connections"):
+        assert flag in out
+    assert out.count("vidgen's flag; TF Serving has none") == 4

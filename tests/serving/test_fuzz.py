@@ -101,7 +101,7 @@ def mutated_requests(draw):
     for _ in range(draw(st.integers(0, 2))):
         alias = draw(st.sampled_from(sorted(protos)))
         what = draw(st.sampled_from(["drop", "add", "dtype", "dim", "content", "nan", "values",
-                                     "rank", "name", "version", "signature"]))
+                                     "rank", "name", "version", "signature", "fill"]))
         p = protos[alias]
         if what == "drop" and len(protos) > 1:
             del protos[alias]
@@ -123,6 +123,11 @@ def mutated_requests(draw):
             p.ClearField("tensor_content")
             p.int_val.extend(draw(st.lists(st.integers(-(1 << 31), (1 << 31) - 1), max_size=3)))
             p.float_val.extend(draw(st.lists(FLOATS, max_size=3)))
+        elif what == "fill" and p.tensor_shape.dim:
+            # A few bytes declaring a large tensor: one value that TensorFlow repeats.
+            p.ClearField("tensor_content")
+            (p.float_val if p.dtype == types_pb2.DT_FLOAT else p.int_val).append(1)
+            p.tensor_shape.dim[0].size = draw(st.sampled_from([1, 2, 1000, 200_000]))
         elif what == "rank":
             p.tensor_shape.dim.add().size = draw(st.integers(0, 3))
         elif what == "name":

@@ -127,16 +127,29 @@ def test_files_still_changing_are_not_loaded(exported, base, fresh_server):
     server = fresh_server
     dst = os.path.join(base, "3")
     shutil.copytree(os.path.join(exported["store"], "2"), dst)
-    # Keep touching a file faster than the poll interval: never two equal listings.
-    end = time.monotonic() + 1.0
+    # Keep touching a file much faster than the poll interval: never two equal listings.
+    # A thread of its own, so the status calls below cannot delay a write.
     marker = os.path.join(dst, "assets.extra", "copying")
-    n = 0
-    while time.monotonic() < end:
-        with open(marker, "w") as f:
-            f.write("x" * n)
-        n += 1
-        time.sleep(0.03)
-        assert 3 not in states(server), "a directory still being written was loaded"
+    writing = threading.Event()
+
+    def write():
+        n = 0
+        while not writing.is_set():
+            with open(marker, "w") as f:
+                f.write("x" * n)
+            n += 1
+            writing.wait(0.01)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        end = time.monotonic() + 1.0
+        while time.monotonic() < end:
+            assert 3 not in states(server), "a directory still being written was loaded"
+            time.sleep(0.05)
+    finally:
+        writing.set()
+        writer.join()
     assert served_version(server) == 1
     assert wait_for(lambda: served_version(server) == 3, 60)
 
@@ -260,3 +273,63 @@ def test_removed_version_hands_over_to_the_next_without_a_failed_request(
                for f in text_string_to_metric_families(server.metrics.exposition().decode())
                for s in f.samples if s.name == ":tensorflow:serving:model_warmup_latency_count"}
     assert warmups[os.path.join(base, "1")] == 2   # at start-up, and again on the removal
+
+
+# ---- version folder names -------------------------------------------------------------
+
+def test_only_canonical_version_names_serve(exported, tmp_path, caplog):
+    from serving.core import Limits
+    from serving.manager import ModelManager
+
+    base = tmp_path / MODEL
+    os.makedirs(base)
+    # A leading zero, Arabic-Indic one, 255 digits (the longest file name), above int64.
+    odd = ["01", "\u0661", "9" * 255, "99999999999999999999", "-1", "v3"]
+    for name in odd:
+        shutil.copytree(os.path.join(exported["store"], "1"), base / name)
+    copy_version(exported, str(base), 2)
+    os.makedirs(base / ".tmp-4-abc")   # the exporter's temporary folder: silent
+    manager = ModelManager(MODEL, str(base), Limits(), poll_interval=0.05)
+    with caplog.at_level("WARNING", logger="vidgen.serving"):
+        manager.start()
+        try:
+            assert manager.loaded.wait(60) and manager.available_versions == [2]
+            # Later polls do not repeat the warnings, and polling goes on: a new version.
+            shutil.copytree(os.path.join(exported["store"], "1"), base / "3")
+            assert wait_for(lambda: manager.available_versions == [3], 60)
+        finally:
+            manager.stop(unload=True)
+    assert manager.available_versions == []
+    warnings = [r.getMessage() for r in caplog.records if "Ignoring the folder" in r.getMessage()]
+    assert len(warnings) == len(odd), warnings
+    assert any("'\\u0661'" in w for w in warnings) and any("(255 characters)" in w
+                                                            for w in warnings)
+    assert not any(".tmp" in w for w in warnings)
+
+
+def test_a_failing_poll_is_logged_and_polling_goes_on(exported, base, monkeypatch, caplog):
+    from serving import manager as manager_module
+    from serving.core import Limits
+
+    calls = []
+    real = manager_module.snapshot
+
+    def flaky(path):
+        if not path.startswith(base):   # another test's server polls too
+            return real(path)
+        calls.append(path)
+        if len(calls) <= 3:
+            raise PermissionError(13, "Permission denied", path)
+        return real(path)
+
+    monkeypatch.setattr(manager_module, "snapshot", flaky)
+    manager = manager_module.ModelManager(MODEL, base, Limits(), poll_interval=0.05)
+    with caplog.at_level("ERROR", logger="vidgen.serving"):
+        manager.start()
+        try:
+            assert manager.loaded.wait(60) and manager.available_versions == [1]
+        finally:
+            manager.stop(unload=True)
+    failures = [r for r in caplog.records if "polling goes on" in r.getMessage()
+                and base in r.getMessage()]
+    assert len(failures) == 1   # the same error three times: logged once
