@@ -28,7 +28,6 @@ import http.client
 import json
 import os
 import platform
-import re
 import signal
 import socket
 import subprocess
@@ -40,7 +39,7 @@ import tracemalloc
 
 import numpy as np
 
-from bench.serving import export_quick
+from bench.serving import export_quick, launch
 from vidgen.fileio import write_json_atomic
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -70,15 +69,8 @@ def start(base: str):
            "--max_request_bytes", str(REQUEST_MB << 20),
            "--max_in_flight_bytes", str(LIMIT * (REQUEST_MB << 20)),
            "--max_json_request_bytes", str(JSON_MB << 20), "--drain_seconds", str(DRAIN)]
-    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2")
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=env)
-    for line in proc.stdout:
-        m = re.search(r"gRPC on 127\.0\.0\.1:(\d+)", line)
-        if m:
-            threading.Thread(target=proc.stdout.read, daemon=True).start()
-            return proc, int(m.group(1)), rest_port
-    raise RuntimeError("vidgen-serve start did not come up")
+    proc, port = launch(cmd)
+    return proc, port, rest_port
 
 
 def vm_kib(pid: int, field: str) -> int:

@@ -124,6 +124,11 @@ def start_server(base: str, batching: bool):
     if batching:
         cmd += ["--enable_batching", "--batching_parameters_file",
                 os.path.join(ROOT, "serving", "deploy", "batching_parameters.txt")]
+    return launch(cmd)
+
+
+def launch(cmd: list[str]):
+    """Starts a `vidgen-serve start` command; (process, gRPC port) once it serves."""
     env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2")
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env=env)

@@ -71,6 +71,16 @@ class ConfigFileError(ValueError):
     """A config file (model, monitoring) that cannot be read or parsed; the message names it."""
 
 
+def read_config_text(path: str, kind: str) -> str:
+    """The text of the `kind` config file at `path` (ConfigFileError if it cannot be read)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigFileError(f"{path}: expected a readable text {kind} file, "
+                              f"received: {e}") from None
+
+
 def from_tf_error(error) -> ServingError:
     """A `tf.errors.OpError` as a ServingError with the same code and message."""
     code = _BY_VALUE.get(getattr(error, "error_code", 2), grpc.StatusCode.UNKNOWN)

@@ -31,7 +31,7 @@ import grpc
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
-from serving.errors import ConfigFileError, ServingError, invalid
+from serving.errors import ConfigFileError, ServingError, invalid, read_config_text
 
 ModelServerConfig = model_server_config_pb2.ModelServerConfig
 PLATFORM = "tensorflow"
@@ -77,13 +77,7 @@ def parse_model_config(text: str, source: str = "<string>") -> ModelServerConfig
 
 def read_model_config(path: str) -> ModelServerConfig:
     """Reads and parses the text ModelServerConfig at `path` (ConfigFileError if it cannot)."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigFileError(f"{path}: expected a readable text ModelServerConfig file, "
-                              f"received: {e}") from None
-    return parse_model_config(text, path)
+    return parse_model_config(read_config_text(path, "ModelServerConfig"), path)
 
 
 def validate(config: ModelServerConfig) -> None:

@@ -47,7 +47,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from serving.errors import ConfigFileError, ServingError
+from serving.errors import ConfigFileError, ServingError, read_config_text
 
 PROMETHEUS_PATH = "/monitoring/prometheus/metrics"   # PrometheusExporter::kPrometheusPath
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -86,13 +86,7 @@ def parse_monitoring_config(text: str, source: str = "<string>"):
 
 def read_monitoring_config(path: str):
     """Reads and parses the text MonitoringConfig at `path`."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigFileError(f"{path}: expected a readable text MonitoringConfig file, "
-                              f"received: {e}") from None
-    return parse_monitoring_config(text, path)
+    return parse_monitoring_config(read_config_text(path, "MonitoringConfig"), path)
 
 
 def prometheus_path(config) -> Optional[str]:
