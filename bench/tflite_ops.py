@@ -688,102 +688,6 @@ def markdown(results: dict) -> str:
     return "\n".join(lines)
 
 
-SNIPPET = '''
-```python
-# export/tflite.py: int8 whose every op has an XNNPACK kernel (bench/tflite_ops.py measured it)
-import contextlib
-import types
-
-import numpy as np
-import tensorflow as tf
-from keras import ops
-
-import vidgen.models.video_predictor as video_predictor_module
-from vidgen.models import VideoPredictor
-
-
-def mirror_pad_matrix(size, radius):
-    """(size, size + 2 * radius) 0/1: row @ it == the row padded as pad(mode="symmetric")."""
-    matrix = np.zeros((size, size + 2 * radius), np.float32)
-    for q in range(size + 2 * radius):
-        i = q - radius
-        i = -i - 1 if i < 0 else (2 * size - 1 - i if i >= size else i)
-        matrix[i, q] = 1.0
-    return matrix
-
-
-class XNNPackStepPredictor(VideoPredictor):
-    """VideoPredictor whose 1-D mirror padding is a constant matmul (no MIRROR_PAD op)."""
-
-    def _shifted_copies(self, frame, pad_rows, pad_cols, kernel):
-        if pad_rows and pad_cols:  # the 2-D "dna" head keeps the original
-            return super()._shifted_copies(frame, pad_rows, pad_cols, kernel)
-        size, channels, radius = self.frame_size, self.channels, pad_rows or pad_cols
-        matrix = ops.convert_to_tensor(mirror_pad_matrix(size, radius))
-        x = ops.transpose(frame, (0, 3, 1, 2) if pad_cols else (0, 3, 2, 1))
-        padded = ops.reshape(ops.matmul(ops.reshape(x, (-1, size)), matrix),
-                             (-1, channels, size, size + 2 * radius))
-        if pad_rows:
-            padded = ops.transpose(padded, (0, 1, 3, 2))
-        padded = ops.reshape(padded, (-1, padded.shape[2], padded.shape[3], 1))
-        shifts = ops.conv(padded, kernel, padding="valid")
-        return ops.reshape(shifts, (-1, channels, size, size, kernel.shape[-1]))
-
-
-def _elu_softmax(x, axis=-1):
-    # elu(y) + 1 == exp(y) for y <= 0: XNNPACK has no int8 SOFTMAX/EXP, and the converter
-    # would fuse exp(x - max) / sum back into SOFTMAX.
-    e = ops.elu(x - ops.max(x, axis=axis, keepdims=True)) + 1.0
-    return e / ops.sum(e, axis=axis, keepdims=True)
-
-
-def _clip_int8(x, low, high):
-    if (float(low), float(high)) == (-15.0, 15.0):  # int8 saturates at its calibrated range
-        return x
-    if (float(low), float(high)) == (0.0, 1.0):     # RELUs fuse into the ADD/SUB before them
-        return 1.0 - ops.relu(1.0 - ops.relu(x))
-    return ops.clip(x, low, high)
-
-
-class _OpsProxy(types.ModuleType):
-    def __init__(self, **replaced):
-        super().__init__("xnnpack_ops")
-        self.__dict__.update(replaced)
-
-    def __getattr__(self, name):
-        return getattr(ops, name)
-
-
-@contextlib.contextmanager
-def xnnpack_ops(int8: bool):
-    replaced = {"softmax": _elu_softmax}
-    if int8:
-        replaced.update(clip=_clip_int8, abs=lambda x: tf.nn.leaky_relu(x, alpha=-1.0))
-    saved = video_predictor_module.ops
-    video_predictor_module.ops = _OpsProxy(**replaced)
-    try:
-        yield
-    finally:
-        video_predictor_module.ops = saved
-
-
-# In convert(), before the endpoint is built: the same weights, MIRROR_PAD as a 0/1 matmul.
-    fast = XNNPackStepPredictor(**model.get_config())
-    fast.set_weights(model.get_weights())
-    model = fast
-# ... and trace under the formulation:
-        with xnnpack_ops(quantize == "int8"):
-            signatures.write_archive(model, path, {signature: endpoint})
-# In _converter(), int8: leave DIV in float32 (the builtin int8 DIV costs milliseconds);
-# DEQUANTIZE/QUANTIZE around it run in XNNPACK.
-        options = tf.lite.experimental.QuantizationDebugOptions(denylisted_ops=["DIV"])
-        debugger = tf.lite.experimental.QuantizationDebugger(converter=converter,
-                                                             debug_options=options)
-        return debugger.get_nondebug_quantized_model()
-```
-'''
-
-
 def recommendation(results: dict) -> list[str]:
     """The change to make and what to deploy, with this run's numbers."""
     q = results["presets"].get("quick")
@@ -810,12 +714,12 @@ def recommendation(results: dict) -> list[str]:
                    "its motion tail, 17-tap one-hot shift convolutions and elementwise MUL/SUM, "
                    "is slower in int8; see Findings)")
     lines = [
-        "## The change for export/tflite.py", "",
-        "Export the same weights through `XNNPackStepPredictor` (mirror padding as a constant "
-        "0/1 FULLY_CONNECTED, bit-identical in float32), trace under `xnnpack_ops`, and keep "
-        "only DIV in float32 with the quantization debugger's denylist (public "
-        "`tf.lite.experimental` API). Nothing else changes: same calibration, same float I/O, "
-        "same StepRunner.", SNIPPET,
+        "## The change, now in export/xnnpack.py", "",
+        "`export.tflite.convert` exports the same weights through `xnnpack_copy` (mirror "
+        "padding as a constant 0/1 FULLY_CONNECTED, bit-identical in float32), traces under "
+        "`xnnpack_ops`, and keeps `xnnpack.FLOAT_OPS` in float32 with the quantization "
+        "debugger's denylist (public `tf.lite.experimental` API). Nothing else changes: same "
+        "calibration, same float I/O, same StepRunner; the code is in export/xnnpack.py.", "",
         "Measured here (quick, 1 thread): the xnnpack int8 step is "
         f"{x(q, 'int8_xnnpack')} the project's float32 and {vs_fast} the reformulated "
         "float32; 2 threads "
