@@ -243,7 +243,7 @@ def aucs(score, copy_score, labels, kinds) -> dict[str, Any]:
 def benchmark(run_dir: str, videos: Sequence[str], out_dir: str, seed: int = 0,
               context: int = 0, max_frames: int = 0) -> dict[str, Any]:
     """Injects, scores and measures every video; writes anomaly.json, anomaly.md and plots."""
-    from vidgen.evaluate import load_run
+    from vidgen.run_dir import load_run
 
     cfg, model = load_run(run_dir)
     context = context or cfg.data.context

@@ -32,7 +32,6 @@ Reference:
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from typing import Any, Optional
@@ -256,6 +255,7 @@ def train_tutorial(cfg, run_dir: str) -> dict[str, Any]:
 
     from vidgen.data.pipeline import make_dataset
     from vidgen.fileio import write_json_atomic
+    from vidgen.run_dir import RunPaths, save_model
     from vidgen.training import callbacks as cb
     from vidgen.training.train import prepare_run_dir
 
@@ -277,7 +277,7 @@ def train_tutorial(cfg, run_dir: str) -> dict[str, Any]:
                         callbacks=[budget, throughput, _StepLog()], shuffle=False,
                         verbose=0)
     seconds = time.perf_counter() - start
-    cb.save_model_atomic(model, os.path.join(run_dir, "model.keras"))
+    save_model(model, RunPaths(run_dir).model)
     losses = history.history.get("loss", [])
     summary = {
         "epochs_run": len(losses),
@@ -290,7 +290,7 @@ def train_tutorial(cfg, run_dir: str) -> dict[str, Any]:
         "total_train_seconds": round(seconds, 1),
         "mean_training_loss": float(losses[-1]) if losses else None,
     }
-    write_json_atomic(os.path.join(run_dir, "training.json"), summary)
+    write_json_atomic(RunPaths(run_dir).training, summary)
     return summary
 
 

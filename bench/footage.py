@@ -264,7 +264,7 @@ def export_and_serve(run_dir: str, clips: np.ndarray, context: int, out: str) ->
     from export.savedmodel import export_savedmodel
     from export.tflite import export_tflite
     from serving.client import PredictionClient
-    from vidgen.evaluate import load_run
+    from vidgen.run_dir import load_run
 
     _, model = load_run(run_dir)
     ctx, truth = clips[:4, :context], clips[:4, context:]
@@ -393,7 +393,7 @@ def frame_ranges(manifest: dict) -> list[dict[str, Any]]:
 # ----------------------------------------------------------------------------- main
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from vidgen.evaluate import load_run
+    from vidgen.run_dir import load_run
 
     s = smoke_settings() if args.smoke else Settings(
         budget_min=args.budget_min, loo_budget_min=args.loo_budget_min,

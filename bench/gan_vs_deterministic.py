@@ -59,7 +59,7 @@ def compare(det: dict, gan: dict) -> dict:
 def side_by_side_gif(det_run: str, gan_run: str, path: str, clips: int, samples: int) -> str:
     """truth | deterministic | GAN | GAN samples for a few held-out clips, one GIF."""
     from vidgen.data.pipeline import make_dataset
-    from vidgen.evaluate import load_run
+    from vidgen.run_dir import load_run
 
     cfg, det = load_run(det_run)
     _, gan = load_run(gan_run)

@@ -139,9 +139,9 @@ def examples(runs: list[str], path: str, clip: int = 0) -> str:
     import matplotlib.pyplot as plt
 
     from vidgen.data.pipeline import make_dataset
-    from vidgen.evaluate import load_run
     from vidgen.postprocess import denoise, interpolate
     from vidgen.postprocess.training import load_denoiser
+    from vidgen.run_dir import load_run
 
     cfg, model = load_run(runs[0])
     context, target = next(iter(make_dataset(cfg, "test", batch_size=clip + 1)))

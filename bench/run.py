@@ -570,8 +570,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     import bench.baselines  # noqa: F401  (registers TutorialConvLSTM for loading)
     from bench import report as R
     from bench.data_pipeline import pipeline_throughput
-    from vidgen.evaluate import load_run
     from vidgen.fileio import write_json_atomic
+    from vidgen.run_dir import load_run
 
     settings = smoke_settings() if args.smoke else full_settings(args.budget_min,
                                                                  args.test_clips)

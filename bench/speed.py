@@ -304,7 +304,7 @@ def _memory_main(args: list[str]) -> None:
         return
     if kind != "keras":
         raise SystemExit(f"unknown memory probe {kind!r}")
-    from vidgen.evaluate import load_run
+    from vidgen.run_dir import load_run
 
     cfg, model = load_run(args[1])
     context, horizon = cfg.data.context, cfg.data.horizon

@@ -187,7 +187,7 @@ def build_report(run_dir: str, quantizations=T.QUANTIZATIONS, out_dir: Optional[
     """
     from tqdm import tqdm
 
-    from vidgen.evaluate import load_run
+    from vidgen.run_dir import load_run
 
     cfg, model = load_run(run_dir)
     out_dir = out_dir or os.path.join(run_dir, "export", "tflite")

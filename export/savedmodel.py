@@ -182,7 +182,7 @@ def export_savedmodel(run_dir: str, base: str, name: str, version: Optional[int]
     """
     import tensorflow as tf
 
-    from vidgen.evaluate import load_run
+    from vidgen.run_dir import load_run
 
     if not _NAME.match(name):
         raise VidgenError(f"Model name {name!r} is not valid: expected letters, digits, '_', "

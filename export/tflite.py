@@ -258,7 +258,7 @@ def export_tflite(run_dir: str, quantize: str = "float32", out_dir: Optional[str
         {"step": path, "sequence": path or None, "report": report dict or None}.
     """
     from export.report import keras_rollouts, rollout_noise, summarize, variant_report, write_report
-    from vidgen.evaluate import load_run
+    from vidgen.run_dir import load_run
 
     check_options(quantize, io)
     cfg, model = load_run(run_dir, model_file)

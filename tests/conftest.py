@@ -6,7 +6,10 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
+from tests.tiny import TINY_MODEL as _TINY_MODEL  # noqa: E402
+from tests.tiny import tiny_run_config  # noqa: E402
 from vidgen.config import Config, DataConfig, TrainConfig  # noqa: E402
+from vidgen.run_dir import RunPaths  # noqa: E402
 
 
 def tiny_config(**data) -> Config:
@@ -49,20 +52,8 @@ def video_dir(tmp_path):
     return str(folder)
 
 
-TINY_MODEL = dict(frame_size=16, channels=1, horizon=3, encoder_filters=(4, 8),
-                  core_filters=(8, 8), decoder_filters=(8, 4), dna_kernel=3)
-
-
-def tiny_run_config(**overrides) -> Config:
-    """tiny_config plus a tiny model and a two-epoch, few-step training."""
-    from vidgen.config import ModelConfig, apply_overrides
-
-    cfg = Config(data=tiny_config(horizon=3, val_clips=4, test_clips=4).data,
-                 model=ModelConfig(encoder_filters=(4, 8), core_filters=(8,),
-                                   decoder_filters=(8, 4), dna_kernel=3, sampling_steps=4),
-                 train=TrainConfig(batch_size=2, epochs=2, steps_per_epoch=3, warmup_steps=1,
-                                   sample_clips=2))
-    return apply_overrides(cfg, [f"{k}={v}" for k, v in overrides.items()])
+# The tiny model of tests/models: TINY_MODEL with two ConvLSTM levels.
+TINY_MODEL = {**_TINY_MODEL, "core_filters": (8, 8)}
 
 
 @pytest.fixture(scope="session")
@@ -82,6 +73,6 @@ def tiny_run(tmp_path_factory):
     rng = np.random.default_rng(0)
     for w in model.weights:
         w.assign(np.asarray(w) + rng.normal(0, 0.05, w.shape).astype("float32"))
-    cfg.to_json(os.path.join(run, "config.json"))
-    model.save(os.path.join(run, "model.keras"))
+    cfg.to_json(RunPaths(str(run)).config)
+    model.save(RunPaths(str(run)).model)
     return str(run)

@@ -4,7 +4,7 @@ import os
 
 import numpy as np
 
-from tests.conftest import tiny_run_config
+from tests.tiny import tiny_run_config
 
 FLOW_OVERRIDES = {"data.channels": 3, "model.head": "flow", "model.dna_kernel": 5}
 

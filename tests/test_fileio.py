@@ -8,7 +8,8 @@ import textwrap
 
 import pytest
 
-from tests.conftest import tiny_config, tiny_run_config
+from tests.conftest import tiny_config
+from tests.tiny import tiny_run_config
 from vidgen import fileio
 from vidgen.data import prepared
 from vidgen.errors import VidgenError
@@ -57,12 +58,12 @@ def test_disk_full_half_way_keeps_the_old_file_and_no_temporary(tmp_path, monkey
 def test_a_model_save_that_fails_keeps_the_old_model(tmp_path, monkeypatch):
     import keras
 
-    from vidgen.training.callbacks import save_model_atomic
+    from vidgen.run_dir import save_model
     from vidgen.training.train import build_model
 
     model = build_model(tiny_run_config())
     path = str(tmp_path / "model.keras")
-    save_model_atomic(model, path)
+    save_model(model, path)
     before = open(path, "rb").read()
 
     def full_disk_save(self, filepath, *args, **kwargs):
@@ -72,7 +73,7 @@ def test_a_model_save_that_fails_keeps_the_old_model(tmp_path, monkeypatch):
 
     monkeypatch.setattr(keras.Model, "save", full_disk_save)
     with pytest.raises(OSError, match="No space left"):
-        save_model_atomic(model, path)
+        save_model(model, path)
     assert open(path, "rb").read() == before
     assert os.listdir(tmp_path) == ["model.keras"]
 

@@ -42,7 +42,7 @@ def test_run_tflite_continues_an_rgb_video(flow_run, rgb_video, tmp_path):
     from export.cli import main as export_main
     from export.runner import StepRunner
     from export.tflite import export_tflite
-    from vidgen.evaluate import load_run
+    from vidgen.run_dir import load_run
 
     step = export_tflite(flow_run, "float32", out_dir=str(tmp_path / "tflite"),
                          sequence=False, report_clips=0)["step"]

@@ -11,7 +11,7 @@ from tests.conftest import moving_square, write_mp4
 from vidgen.cli import main
 from vidgen.data import frames as framelib
 from vidgen.errors import DataError, VidgenError
-from vidgen.evaluate import load_run
+from vidgen.run_dir import load_run
 from vidgen.score import (
     CSV_COLUMNS,
     FrameReader,

@@ -17,7 +17,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from typing import Any, Optional
@@ -29,45 +28,16 @@ from vidgen import baselines as B
 from vidgen import metrics as M
 from vidgen import viz
 from vidgen.calibration import floored
-from vidgen.config import Config, apply_overrides
+from vidgen.config import apply_overrides
 from vidgen.errors import VidgenError
 from vidgen.fileio import write_json_atomic
+from vidgen.run_dir import RunPaths, load_run, read_json
 
 # Every baseline that `evaluate` scores; "black" is reported only where it is meaningful.
 BASELINES = ("copy_last", "flow", "black")
 # Metrics on which the best baseline is named, and whether higher is better.
 BEST_BASELINE_METRICS = {"mse": False, "mae": False, "psnr": True, "ssim": True,
                          "ssim_uniform7": True}
-
-
-def load_run(run_dir: str, model_file: str = "model.keras"):
-    """Returns (config, predictor) of a run directory, with clear errors.
-
-    For an adversarial run the predictor is the VideoGAN's generator: what
-    evaluation, generation and export use.
-    """
-    import keras
-
-    import vidgen.models  # noqa: F401  (registers the classes for deserialisation)
-
-    config_path = os.path.join(run_dir, "config.json")
-    if not os.path.isfile(config_path):
-        raise VidgenError(
-            f"{run_dir!r} is not a run directory: config.json is missing (expected the "
-            "folder given to `vidgen train --run-dir`).")
-    cfg = Config.from_json(config_path).validate()
-    path = os.path.join(run_dir, model_file)
-    if not os.path.isfile(path):
-        raise VidgenError(
-            f"Run {run_dir!r} has no {model_file}: training has not finished an epoch yet "
-            "(or was started elsewhere). Train it first.")
-    try:
-        model = keras.saving.load_model(path, compile=False)
-    except (OSError, ValueError) as e:
-        raise VidgenError(f"Model file {path!r} could not be loaded: {e}") from None
-    from vidgen.models import VideoGAN
-
-    return cfg, model.generator if isinstance(model, VideoGAN) else model
 
 
 def graph_flops(fn, input_specs) -> int:
@@ -278,10 +248,9 @@ def evaluate(run_dir: str, data: Optional[str] = None, split: str = "test",
             for key in stochastic[0][1]}}
     if post is not None:
         report["postprocess"] = post.result()
-    training_path = os.path.join(run_dir, "training.json")
-    if os.path.isfile(training_path):
-        with open(training_path) as f:
-            report["training"] = json.load(f)
+    training = read_json(RunPaths(run_dir).training)
+    if training is not None:
+        report["training"] = training
     _write_outputs(out_dir or run_dir, report, sample)
     return report
 
@@ -328,20 +297,19 @@ def _check_run_source(source: str) -> None:
 
 
 def _write_outputs(out_dir: str, report: dict, sample) -> None:
-    from vidgen.training.callbacks import sample_video
 
     os.makedirs(out_dir, exist_ok=True)
-    write_json_atomic(os.path.join(out_dir, "metrics.json"), report)
-    plots = os.path.join(out_dir, "plots")
+    write_json_atomic(RunPaths(out_dir).metrics, report)
+    plots = RunPaths(out_dir).plots
     labels = {"psnr": "PSNR (dB)", "ssim": "SSIM", "mse": "MSE per frame"}
     for metric, label in labels.items():
         curves = {name: r[metric]["per_step"] for name, r in report["results"].items()}
         viz.plot_curves(os.path.join(plots, f"{metric}_per_step.png"), curves,
                         title=f"{label} per predicted frame ({report['split']})", ylabel=label)
     context, target, pred = sample
-    samples = os.path.join(out_dir, "samples")
+    samples = RunPaths(out_dir).samples
     viz.write_gif(os.path.join(samples, f"{report['split']}.gif"),
-                  sample_video(context, target, pred))
+                  viz.sample_video(context, target, pred))
     rows = []
     for c, t, p in zip(context, target, pred):
         rows += [np.concatenate([c, t]), np.concatenate([c, p])]

@@ -330,9 +330,9 @@ def generate(run_dir: str, input_path: str, out: str, context: int = 0, horizon:
         Paths written, the frame counts used ("input_frames": frames read from
         `start`, at most context + horizon) and the post-processing applied.
     """
-    from vidgen.evaluate import load_run
     from vidgen.postprocess import DENOISERS, INTERPOLATORS
     from vidgen.postprocess.checks import check_factor
+    from vidgen.run_dir import load_run
 
     if denoise != "none" and denoise not in DENOISERS:
         raise VidgenError(f"--denoise must be one of none, {', '.join(DENOISERS)}. "

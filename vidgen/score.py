@@ -50,8 +50,8 @@ from vidgen import metrics as M
 from vidgen.calibration import floored
 from vidgen.data import frames as framelib
 from vidgen.errors import DataError, VidgenError
-from vidgen.evaluate import load_run
 from vidgen.generate import check_input_kind, iter_frames
+from vidgen.run_dir import load_run
 
 log = logging.getLogger("vidgen.score")
 

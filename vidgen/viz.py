@@ -241,3 +241,13 @@ def plot_curves(path: str, curves: Mapping[str, Sequence[float]], title: str = "
     fig.savefig(tmp, format="png")
     plt.close(fig)
     return _finish(tmp, path)
+
+
+def sample_video(context: np.ndarray, target: np.ndarray, prediction: np.ndarray) -> np.ndarray:
+    """One video of clips stacked vertically; each row: context+truth | context+prediction."""
+    rows = []
+    for c, t, p in zip(context, target, prediction):
+        truth = np.concatenate([c, t], axis=0)
+        pred = np.concatenate([c, p], axis=0)
+        rows.append(side_by_side([truth, pred]))
+    return tile(rows, columns=1)

@@ -2,12 +2,12 @@ import os
 
 import pytest
 
-from tests.conftest import tiny_run_config
+from tests.tiny import tiny_run_config
 
 
 @pytest.fixture(scope="package")
 def tiny_model(tiny_run):
-    from vidgen.evaluate import load_run
+    from vidgen.run_dir import load_run
 
     return load_run(tiny_run)
 

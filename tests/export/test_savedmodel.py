@@ -222,7 +222,7 @@ def test_a_floored_model_serves_floored_frames_and_streams_unfloored_ones(tiny_r
 
     import keras
 
-    from vidgen.evaluate import load_run
+    from vidgen.run_dir import load_run
 
     run = str(tmp_path / "run")
     shutil.copytree(tiny_run, run)
@@ -250,7 +250,7 @@ def test_a_floored_model_serves_floored_frames_and_streams_unfloored_ones(tiny_r
 def rgb_flow_exported(tmp_path_factory):
     """(SavedModel path, Keras model) of a tiny RGB model with the footage head ("flow")."""
     from tests.footage_helpers import make_rgb_flow_run
-    from vidgen.evaluate import load_run
+    from vidgen.run_dir import load_run
 
     root = tmp_path_factory.mktemp("rgb_flow")
     run = make_rgb_flow_run(root / "run")

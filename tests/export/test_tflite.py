@@ -192,7 +192,7 @@ def test_step_runner_floors_returned_frames_only(float_tflite):
 @pytest.fixture(scope="module")
 def rgb_flow_run(tmp_path_factory):
     """A tiny RGB model with the footage head ("flow"), its gate and residual moved off 0."""
-    from tests.conftest import tiny_run_config
+    from tests.tiny import tiny_run_config
     from vidgen.training.train import build_model
 
     run = tmp_path_factory.mktemp("rgb_flow_run")
@@ -207,7 +207,7 @@ def rgb_flow_run(tmp_path_factory):
 
 
 def test_rgb_flow_model_exports_float_and_int8(rgb_flow_run, tmp_path):
-    from vidgen.evaluate import load_run
+    from vidgen.run_dir import load_run
 
     cfg, model = load_run(rgb_flow_run)
     written = export_tflite(rgb_flow_run, "float32", out_dir=str(tmp_path / "f"),

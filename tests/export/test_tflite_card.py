@@ -60,7 +60,7 @@ print(f"RESULT code={code} loaded={','.join(loaded) or '-'} maxrss_kb={peak}")
 @pytest.fixture(scope="module")
 def floored_run(tiny_run, tmp_path_factory):
     """`tiny_run` with an output floor (FLOOR) that zeroes part of every predicted frame."""
-    from vidgen.evaluate import load_run
+    from vidgen.run_dir import load_run
 
     run = str(tmp_path_factory.mktemp("floored_run") / "run")
     shutil.copytree(tiny_run, run)
@@ -86,7 +86,7 @@ def clip(tmp_path_factory):
 
 def keras_frames(run: str, clip: str) -> np.ndarray:
     """The Keras model's rollout (with its floor) of the frames run-tflite reads from `clip`."""
-    from vidgen.evaluate import load_run
+    from vidgen.run_dir import load_run
 
     _, model = load_run(run)
     frames, _ = load_input_clip(clip, 16, 1, CONTEXT, horizon=HORIZON)

@@ -5,13 +5,12 @@ import keras
 import numpy as np
 import pytest
 
-from tests.conftest import tiny_run_config
+from tests.tiny import TINY_MODEL, tiny_run_config
 from vidgen.models import FrameDiscriminator, VideoDiscriminator, VideoGAN, VideoPredictor
 from vidgen.models.spectral_norm_conv import SpectralNormConv
 from vidgen.training.losses import ReconstructionLoss
 
-TINY = dict(frame_size=16, channels=1, horizon=3, encoder_filters=(4, 8), core_filters=(8,),
-            decoder_filters=(8, 4), dna_kernel=3, head="sdna")
+TINY = {**TINY_MODEL, "head": "sdna"}
 
 
 def make_gan(critics=("frame", "video"), **kwargs) -> VideoGAN:
@@ -113,7 +112,7 @@ def test_gan_generator_stays_causal():
 
 
 def test_vidgen_train_adversarial_run(tmp_path):
-    from vidgen.evaluate import load_run
+    from vidgen.run_dir import load_run
     from vidgen.training.train import train
 
     cfg = tiny_run_config(**{"train.adversarial": "hinge", "train.epochs": 1,

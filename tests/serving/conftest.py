@@ -6,7 +6,7 @@ import shutil
 import numpy as np
 import pytest
 
-from tests.conftest import tiny_run_config
+from tests.tiny import tiny_run_config
 
 MODEL = "vidgen"
 POLL = 0.1
@@ -43,7 +43,7 @@ def exported(tmp_path_factory):
 
 @pytest.fixture(scope="package")
 def keras_models(exported):
-    from vidgen.evaluate import load_run
+    from vidgen.run_dir import load_run
 
     return {v: load_run(run)[1] for v, run in exported["runs"].items()}
 

@@ -19,7 +19,7 @@ NAME = "footage"
 def rgb_served(tmp_path_factory):
     """(server, Keras model) of a tiny RGB flow model exported as NAME/1."""
     from export.savedmodel import export_savedmodel
-    from vidgen.evaluate import load_run
+    from vidgen.run_dir import load_run
 
     root = tmp_path_factory.mktemp("rgb_serving")
     run = make_rgb_flow_run(root / "run", seed=3)

@@ -6,7 +6,7 @@ Prints one JSON line: the losses and the largest gradient difference.
 One strategy per process: a second MirroredStrategy in the same process
 reuses collective instance keys and fails (tensorflow/tensorflow#62790).
 
-Usage: replica_check.py sdna|cdna|gan
+Usage: python -m tests.training.replica_check sdna|cdna|gan
 """
 
 import json
@@ -23,6 +23,7 @@ tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfigur
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
+from tests.tiny import TINY_MODEL  # noqa: E402
 from vidgen.models import (  # noqa: E402
     FrameDiscriminator,
     VideoDiscriminator,
@@ -32,8 +33,7 @@ from vidgen.models import (  # noqa: E402
 from vidgen.training.losses import ReconstructionLoss  # noqa: E402
 
 MODE = sys.argv[1]
-TINY = dict(frame_size=16, channels=1, horizon=3, encoder_filters=(4, 8), core_filters=(8,),
-            decoder_filters=(8, 4), dna_kernel=3, head="cdna" if MODE == "cdna" else "sdna")
+TINY = {**TINY_MODEL, "head": "cdna" if MODE == "cdna" else "sdna"}
 clips = np.random.default_rng(0).random((4, 6, 16, 16, 1)).astype("float32")
 
 

@@ -41,8 +41,8 @@ def test_mixed_bfloat16_on_cpu_trains_and_outputs_float32(tmp_path):
     import keras
     import numpy as np
 
-    from tests.conftest import tiny_run_config
-    from vidgen.evaluate import load_run
+    from tests.tiny import tiny_run_config
+    from vidgen.run_dir import load_run
     from vidgen.training.train import train
 
     for adversarial in ("none", "hinge"):

@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from tests.conftest import tiny_run_config
+from tests.tiny import set_flags, tiny_overrides, tiny_run_config
 from vidgen.errors import VidgenError
 from vidgen.training.backup import seed_generators
 from vidgen.training.train import build_model, compile_model, train
@@ -17,19 +17,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 
 def _train_command(run: str, epochs: int, steps: int) -> list[str]:
-    overrides = {"data.frame_size": 16, "data.context": 3, "data.horizon": 3,
-                 "data.train_clips": 12, "data.val_clips": 4, "data.test_clips": 4,
-                 "data.shuffle_buffer": 8, "data.shard_size": 5,
-                 "model.encoder_filters": [4, 8], "model.core_filters": [8],
-                 "model.decoder_filters": [8, 4], "model.dna_kernel": 3,
-                 "model.sampling_steps": 20, "train.batch_size": 2, "train.epochs": epochs,
-                 "train.steps_per_epoch": steps, "train.warmup_steps": 1,
-                 "train.val_batches": 1, "train.sample_clips": 1}
+    overrides = tiny_overrides(train__epochs=epochs, train__steps_per_epoch=steps)
     command = [sys.executable, "-m", "vidgen.cli", "train", "--preset", "quick",
                "--data", "digits", "--run-dir", run, "--resume", "--no-evaluate"]
-    for key, value in overrides.items():
-        command += ["--set", f"{key}={json.dumps(value)}"]
-    return command
+    return command + set_flags(overrides)
 
 
 def test_sigkill_mid_epoch_then_the_same_command_resumes(tmp_path):

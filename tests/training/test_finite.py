@@ -7,10 +7,10 @@ import keras
 import numpy as np
 import pytest
 
-from tests.conftest import tiny_run_config
+from tests.tiny import tiny_run_config
 from vidgen.errors import ConfigError
+from vidgen.run_dir import save_model
 from vidgen.training.backup import AtomicBackup
-from vidgen.training.callbacks import save_model_atomic
 from vidgen.training.finite import NonFiniteError, non_finite_variables
 from vidgen.training.train import build_model, train
 
@@ -83,7 +83,7 @@ def test_writers_refuse_non_finite_weights_and_keep_the_old_file(tmp_path):
     model = build_model(tiny_run_config())
     model.compile(optimizer="adam", loss="mse")
     path = str(tmp_path / "model.keras")
-    save_model_atomic(model, path)
+    save_model(model, path)
     before = open(path, "rb").read()
     backup = AtomicBackup(str(tmp_path / "backup"))
     backup.set_model(model)
@@ -91,7 +91,7 @@ def test_writers_refuse_non_finite_weights_and_keep_the_old_file(tmp_path):
     kernel = model.trainable_weights[0]
     kernel.assign(np.full(kernel.shape, np.inf, "float32"))
     with pytest.raises(NonFiniteError, match=r"Refusing saving .*model.keras.*infinity"):
-        save_model_atomic(model, path)
+        save_model(model, path)
     with pytest.raises(NonFiniteError, match="Refusing backing up epoch 2"):
         backup.on_epoch_end(1)
     assert open(path, "rb").read() == before

@@ -11,19 +11,14 @@ import time
 import numpy as np
 import pytest
 
+from tests.tiny import tiny_overrides
 from vidgen.errors import VidgenError
 from vidgen.training.distribute import check_tf_config
 from vidgen.training.multiworker import PREEMPTED_EXIT_CODE
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-TINY = {"data.frame_size": 16, "data.context": 3, "data.horizon": 3,
-        "data.train_clips": 12, "data.val_clips": 4, "data.test_clips": 4,
-        "data.shuffle_buffer": 8, "data.shard_size": 5,
-        "model.encoder_filters": [4, 8], "model.core_filters": [8],
-        "model.decoder_filters": [8, 4], "model.dna_kernel": 3, "model.sampling_steps": 20,
-        "train.batch_size": 2, "train.warmup_steps": 1, "train.val_batches": 1,
-        "train.sample_clips": 1}
+TINY = tiny_overrides()
 GAN = {"train.adversarial": "hinge", "model.frame_critic_filters": [4],
        "model.video_critic_filters": [4], "model.critic_frames": 2}
 

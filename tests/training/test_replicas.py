@@ -15,8 +15,7 @@ def test_one_and_two_replicas_give_the_same_loss_and_gradients(mode):
     For the GAN this covers every hand-reduced term (critic loss, adversarial and
     feature-matching terms): the weight change of generator and critics is compared.
     """
-    result = subprocess.run([sys.executable, os.path.join(ROOT, "tests", "training",
-                                                          "replica_check.py"), mode],
+    result = subprocess.run([sys.executable, "-m", "tests.training.replica_check", mode],
                             capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     out = json.loads(result.stdout.strip().splitlines()[-1])

@@ -5,7 +5,8 @@ import imageio.v2 as imageio
 import numpy as np
 import pytest
 
-from tests.conftest import moving_square, tiny_run_config
+from tests.conftest import moving_square
+from tests.tiny import tiny_run_config
 from vidgen.cli import main
 from vidgen.generate import generate
 from vidgen.training.train import train

@@ -5,7 +5,7 @@ import keras
 import numpy as np
 import pytest
 
-from tests.conftest import tiny_run_config
+from tests.tiny import tiny_run_config
 from vidgen.training import callbacks as cb
 from vidgen.training.budget_cosine_decay import BudgetCosineDecay
 from vidgen.training.train import budget_schedules, build_model, compile_model, train

@@ -6,11 +6,13 @@ import keras
 import numpy as np
 import pytest
 
-from tests.conftest import moving_square, tiny_run_config, write_mp4
+from tests.conftest import moving_square, write_mp4
+from tests.tiny import tiny_run_config
 from vidgen.cli import main
 from vidgen.errors import VidgenError
-from vidgen.evaluate import evaluate, load_run
+from vidgen.evaluate import evaluate
 from vidgen.generate import generate
+from vidgen.run_dir import load_run
 from vidgen.training.train import train
 
 

@@ -207,8 +207,7 @@ def train_denoiser(run_dir: str, out: Optional[str] = None, data: Optional[str] 
     import tensorflow as tf
 
     from vidgen.config import apply_overrides
-    from vidgen.evaluate import load_run
-    from vidgen.training.callbacks import save_model_atomic
+    from vidgen.run_dir import load_run, save_model
 
     if loss not in LOSSES:
         raise VidgenError(f"--loss must be one of {', '.join(LOSSES)}. Received: {loss!r}")
@@ -259,7 +258,7 @@ def train_denoiser(run_dir: str, out: Optional[str] = None, data: Optional[str] 
         summary["validation"] = {"clips": len(val_truths),
                                  **score(model, val_truths, val_preds, context)}
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    save_model_atomic(model, out)
+    save_model(model, out)
     write_json_atomic(out[:-len(".keras")] + ".json", summary)
     return summary
 

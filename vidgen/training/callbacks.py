@@ -10,20 +10,9 @@ import time
 import keras
 import numpy as np
 
-from vidgen import fileio, viz
+from vidgen import viz
 from vidgen.fileio import write_json_atomic
-from vidgen.training.finite import check_finite_weights
-
-
-def save_model_atomic(model: keras.Model, path: str) -> None:
-    """Saves a `.keras` file under a temporary name, fsyncs it, then renames it into place.
-
-    Refuses (NonFiniteError) a model with a NaN or infinite weight: nothing
-    non-finite is ever written over a good file.
-    """
-    check_finite_weights(model, f"saving {path}")
-    with fileio.atomic_path(path, suffix=".keras") as tmp:
-        model.save(tmp)
+from vidgen.run_dir import save_model
 
 
 class BestModelCheckpoint(keras.callbacks.Callback):
@@ -46,7 +35,7 @@ class BestModelCheckpoint(keras.callbacks.Callback):
         if value is None or not math.isfinite(value) or value >= self.best:
             return
         self.best = float(value)
-        save_model_atomic(self.model, self.path)
+        save_model(self.model, self.path)
         write_json_atomic(self.state_path,
                           {"best": self.best, "epoch": epoch + 1, "monitor": self.monitor})
         print(f"\nepoch {epoch + 1}: {self.monitor} improved to {value:.2f}, saved {self.path}")
@@ -60,17 +49,7 @@ class LastModelCheckpoint(keras.callbacks.Callback):
         self.path = path
 
     def on_epoch_end(self, epoch, logs=None):
-        save_model_atomic(self.model, self.path)
-
-
-def sample_video(context: np.ndarray, target: np.ndarray, prediction: np.ndarray) -> np.ndarray:
-    """One video of clips stacked vertically; each row: context+truth | context+prediction."""
-    rows = []
-    for c, t, p in zip(context, target, prediction):
-        truth = np.concatenate([c, t], axis=0)
-        pred = np.concatenate([c, p], axis=0)
-        rows.append(viz.side_by_side([truth, pred]))
-    return viz.tile(rows, columns=1)
+        save_model(self.model, self.path)
 
 
 class SampleWriter(keras.callbacks.Callback):
@@ -85,7 +64,7 @@ class SampleWriter(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         prediction = np.asarray(self.model.rollout(self.context, self.target.shape[1]))
-        video = sample_video(self.context, self.target, prediction)
+        video = viz.sample_video(self.context, self.target, prediction)
         viz.write_gif(os.path.join(self.samples_dir, f"epoch_{epoch + 1:03d}.gif"), video)
         if self.log_dir:
             import tensorflow as tf

@@ -35,6 +35,7 @@ from vidgen.config import Config, apply_overrides
 from vidgen.errors import ConfigError, VidgenError
 from vidgen.fileio import write_json_atomic
 from vidgen.models import FrameDiscriminator, VideoDiscriminator, VideoGAN, VideoPredictor
+from vidgen.run_dir import RunPaths, save_model
 from vidgen.training import callbacks as cb
 from vidgen.training import multiworker
 from vidgen.training.backup import AtomicBackup
@@ -133,7 +134,7 @@ def calibrate_floor(model_path: str, cfg: Config, progress: bool = True) -> dict
           f"{raw['mse']:.1f} -> {chosen['mse']:.1f}, SSIM {raw['ssim']:.3f} -> "
           f"{chosen['ssim']:.3f}")
     predictor.output_floor = result["floor"]
-    cb.save_model_atomic(saved, model_path)
+    save_model(saved, model_path)
     return result
 
 
@@ -167,49 +168,6 @@ def compile_model(model: VideoPredictor | VideoGAN, cfg: Config) -> VideoPredict
         model.compile(optimizer=_maybe_loss_scaled(build_optimizer(cfg), cfg),
                       loss=build_loss(cfg), jit_compile=t.jit_compile)
     return model
-
-
-@dataclasses.dataclass(frozen=True)
-class RunPaths:
-    """Where each part of a run lives."""
-
-    root: str
-
-    @property
-    def config(self):
-        return os.path.join(self.root, "config.json")
-
-    @property
-    def model(self):
-        return os.path.join(self.root, "model.keras")
-
-    @property
-    def checkpoints(self):
-        return os.path.join(self.root, "checkpoints")
-
-    @property
-    def backup(self):
-        return os.path.join(self.root, "backup")
-
-    @property
-    def logs(self):
-        return os.path.join(self.root, "logs")
-
-    @property
-    def samples(self):
-        return os.path.join(self.root, "samples")
-
-    @property
-    def plots(self):
-        return os.path.join(self.root, "plots")
-
-    @property
-    def metrics(self):
-        return os.path.join(self.root, "metrics.json")
-
-    @property
-    def training(self):
-        return os.path.join(self.root, "training.json")
 
 
 # What `--resume --set KEY=VALUE` may change in a saved run: how it goes on, not what
@@ -381,9 +339,9 @@ def _train(cfg, run_dir, own_dir, chief, strategy, strategy_name, resume, evalua
     budget = cb.TimeBudget(t.time_budget_minutes, schedules=budget_schedules(model))
     throughput = cb.Throughput(t.batch_size)
     writers = [
-        cb.BestModelCheckpoint(paths.model, os.path.join(paths.checkpoints, "best.json")),
-        cb.LastModelCheckpoint(os.path.join(paths.checkpoints, "last.keras")),
-        keras.callbacks.CSVLogger(os.path.join(paths.logs, "history.csv"), append=True),
+        cb.BestModelCheckpoint(paths.model, paths.best_state),
+        cb.LastModelCheckpoint(paths.last_checkpoint),
+        keras.callbacks.CSVLogger(paths.history, append=True),
         keras.callbacks.TensorBoard(paths.logs, write_graph=False, update_freq="epoch"),
         cb.SampleWriter(sample_context, sample_target, paths.samples, paths.logs),
         throughput,
@@ -405,10 +363,10 @@ def _train(cfg, run_dir, own_dir, chief, strategy, strategy_name, resume, evalua
                    "sequences_per_second": round(throughput.sequences_per_second, 2),
                    "parameters": int(model.count_params()), "chief": chief,
                    "interrupted": False}
-        write_json_atomic(os.path.join(own_dir, "training.json"), summary)
+        write_json_atomic(RunPaths(own_dir).training, summary)
         if chief:
             if not os.path.isfile(paths.model):
-                cb.save_model_atomic(model, paths.model)
+                save_model(model, paths.model)
             if evaluate_after:
                 from vidgen.evaluate import evaluate
 
@@ -430,7 +388,7 @@ def _train(cfg, run_dir, own_dir, chief, strategy, strategy_name, resume, evalua
         epochs_run = None
         # Keep what was learned: the last weights go to checkpoints/; the backup from
         # the last finished epoch stays, so --resume repeats only the unfinished epoch.
-        cb.save_model_atomic(model, os.path.join(paths.checkpoints, "interrupted.keras"))
+        save_model(model, paths.interrupted_checkpoint)
         print(f"\nInterrupted: weights saved to {paths.checkpoints}/interrupted.keras; "
               f"continue with `vidgen train --run-dir {run_dir} --resume`.")
     seconds = time.perf_counter() - start
@@ -444,7 +402,7 @@ def _train(cfg, run_dir, own_dir, chief, strategy, strategy_name, resume, evalua
     }
     if not os.path.isfile(paths.model):
         # No validation improvement was ever recorded (e.g. interrupted in epoch 1).
-        cb.save_model_atomic(model, paths.model)
+        save_model(model, paths.model)
     previous = {}
     if os.path.isfile(paths.training):
         with open(paths.training) as f:
