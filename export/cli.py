@@ -18,7 +18,7 @@ import os
 import sys
 
 from export.tflite import IO_TYPES, QUANTIZATIONS
-from vidgen.cli_common import add_common_args, run_command, start_up
+from vidgen.cli_common import add_common_args, configure_logging, run_command, start_up
 
 
 def _cmd_savedmodel(args) -> int:
@@ -124,8 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s")
+    configure_logging(args.verbose)
     start_up(args.verbose)
     for name in ("calibration_clips", "report_clips", "clips"):
         if getattr(args, name, 1) < 0:

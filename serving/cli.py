@@ -19,7 +19,7 @@ import signal
 import sys
 import threading
 
-from vidgen.cli_common import add_common_args, run_command, start_up
+from vidgen.cli_common import add_common_args, configure_logging, run_command, start_up
 from vidgen.errors import VidgenError
 
 
@@ -309,8 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(name)s: %(message)s")
+    configure_logging(args.verbose, timestamps=True)
     start_up(args.verbose)
     return run_command("vidgen-serve", args)
 

@@ -23,7 +23,7 @@ import shlex
 import sys
 import time
 
-from vidgen.cli_common import add_common_args, run_command, start_up
+from vidgen.cli_common import add_common_args, configure_logging, run_command, start_up
 from vidgen.config import Config, apply_overrides
 from vidgen.errors import VidgenError
 from vidgen.presets import PRESETS, get_preset
@@ -377,8 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s")
+    configure_logging(args.verbose)
     start_up(args.verbose)
     return run_command("vidgen", args)
 

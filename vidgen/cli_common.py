@@ -39,6 +39,39 @@ def start_up(verbose: bool) -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
+# The project's top-level packages: their modules log through `logging.getLogger(__name__)`.
+PROJECT_LOGGERS = ("vidgen", "export", "serving", "bench")
+
+
+class _MessageFormatter(logging.Formatter):
+    """Progress (INFO) as the bare message; warnings and errors with their level and logger."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.levelno == logging.INFO:
+            return record.getMessage()
+        return f"{record.levelname} {record.name}: {record.getMessage()}"
+
+
+def configure_logging(verbose: bool, timestamps: bool = False) -> None:
+    """Where library code's log goes when a command line runs: stderr, INFO (DEBUG with -v).
+
+    Library modules never print: they log, and this decides what the user
+    sees. `timestamps` prefixes each line with the time (the server's log).
+    """
+    handler = logging.StreamHandler(sys.stderr)
+    if timestamps:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s"))
+    else:
+        handler.setFormatter(_MessageFormatter())
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING)
+    for name in PROJECT_LOGGERS:
+        logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.INFO)
+
+
 def run_command(prog: str, args: argparse.Namespace) -> int:
     """Runs `args.func(args)`: a user mistake is one line on stderr and exit code 2.
 
