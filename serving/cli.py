@@ -13,7 +13,6 @@ Example:
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import signal
 import sys
