@@ -7,9 +7,10 @@ MINIMUM/MAXIMUM, ABS and RELU: the int8 step model was then no faster than
 float32 (bench/tflite_ops/REPORT.md measures it op by op). The export
 traces the same weights with these substitutions instead:
 
-- every export (`XNNPackStepPredictor`): the mirror padding of the motion
-  head -> one FULLY_CONNECTED per padded axis with a constant 0/1 matrix,
-  bit-identical in float32 (0/1 weights are exact in int8 too);
+- every export (`xnnpack_copy`): the mirror padding of the motion head
+  (`MotionHead.shifted_copies`) -> one FULLY_CONNECTED per padded axis with
+  a constant 0/1 matrix, bit-identical in float32 (0/1 weights are exact in
+  int8 too);
 - every export (`xnnpack_ops`): softmax -> elu(x - max) + 1 normalised by
   its sum. elu(y) + 1 == exp(y) for y <= 0, so this is the same function up
   to float rounding; written with ELU because the converter fuses
@@ -47,8 +48,13 @@ import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
 from keras import ops
 
-import vidgen.models.video_predictor as video_predictor_module
-from vidgen.models import VideoPredictor
+from vidgen.models import VideoPredictor, cdna_head, dna_head, flow_head, sdna_head
+from vidgen.models import video_predictor as video_predictor_module
+from vidgen.models.motion_head import MotionHead
+
+# The modules whose `ops` calls `xnnpack_ops` redirects: the predictor (the maps' clip) and
+# the heads (softmax, clip, abs).
+TRACED_MODULES = (video_predictor_module, cdna_head, dna_head, sdna_head, flow_head)
 
 # Ops an int8 model keeps in float32 (selective quantization); DEQUANTIZE/QUANTIZE
 # around them run in XNNPACK. DIV: the ELU softmax's normalisation. BATCH_MATMUL: the
@@ -78,31 +84,28 @@ def mirror_pad_matrix(size: int, radius: int) -> np.ndarray:
     return matrix
 
 
-class XNNPackStepPredictor(VideoPredictor):
-    """The same predictor, with the mirror padding of the motion head as matrix products.
+def _shifted_copies_by_matmul(head: MotionHead, frame, pad_rows: int, pad_cols: int, kernel):
+    """`MotionHead.shifted_copies`, with the mirror padding as matrix products.
 
-    `VideoPredictor._shifted_copies` pads the frame symmetrically and convolves
-    with one-hot kernels; MIRROR_PAD runs outside XNNPACK in every dtype. A
-    constant 0/1 matrix applied along each padded axis pads the same way (bit
-    for bit in float32) as one FULLY_CONNECTED per axis, which XNNPACK runs in
-    float32 and int8; the one-hot convolution stays. Build it with
-    `xnnpack_copy`: it is meant for export, not for training or saving.
+    The head pads the frame symmetrically and convolves with one-hot kernels;
+    MIRROR_PAD runs outside XNNPACK in every dtype. A constant 0/1 matrix
+    applied along each padded axis pads the same way (bit for bit in float32)
+    as one FULLY_CONNECTED per axis, which XNNPACK runs in float32 and int8;
+    the one-hot convolution stays.
     """
-
-    def _shifted_copies(self, frame, pad_rows: int, pad_cols: int, kernel):
-        size, channels = self.frame_size, self.channels
-        if pad_rows and pad_cols:   # "dna", "cdna": columns, then rows
-            x = _pad_last_axis(ops.transpose(frame, (0, 3, 1, 2)), size, pad_cols)
-            x = _pad_last_axis(ops.transpose(x, (0, 1, 3, 2)), size, pad_rows)
-            padded = ops.transpose(x, (0, 1, 3, 2))                 # (B, C, H + 2r, W + 2r)
-        elif pad_cols:              # "sdna", "flow": one axis at a time
-            padded = _pad_last_axis(ops.transpose(frame, (0, 3, 1, 2)), size, pad_cols)
-        else:
-            padded = _pad_last_axis(ops.transpose(frame, (0, 3, 2, 1)), size, pad_rows)
-            padded = ops.transpose(padded, (0, 1, 3, 2))            # (B, C, H + 2r, W)
-        padded = ops.reshape(padded, (-1, padded.shape[2], padded.shape[3], 1))
-        shifts = ops.conv(padded, kernel, padding="valid")
-        return ops.reshape(shifts, (-1, channels, size, size, kernel.shape[-1]))
+    size, channels = head.frame_size, head.channels
+    if pad_rows and pad_cols:   # "dna", "cdna": columns, then rows
+        x = _pad_last_axis(ops.transpose(frame, (0, 3, 1, 2)), size, pad_cols)
+        x = _pad_last_axis(ops.transpose(x, (0, 1, 3, 2)), size, pad_rows)
+        padded = ops.transpose(x, (0, 1, 3, 2))                 # (B, C, H + 2r, W + 2r)
+    elif pad_cols:              # "sdna", "flow": one axis at a time
+        padded = _pad_last_axis(ops.transpose(frame, (0, 3, 1, 2)), size, pad_cols)
+    else:
+        padded = _pad_last_axis(ops.transpose(frame, (0, 3, 2, 1)), size, pad_rows)
+        padded = ops.transpose(padded, (0, 1, 3, 2))            # (B, C, H + 2r, W)
+    padded = ops.reshape(padded, (-1, padded.shape[2], padded.shape[3], 1))
+    shifts = ops.conv(padded, kernel, padding="valid")
+    return ops.reshape(shifts, (-1, channels, size, size, kernel.shape[-1]))
 
 
 def _pad_last_axis(x, size: int, radius: int):
@@ -113,7 +116,9 @@ def _pad_last_axis(x, size: int, radius: int):
 
 
 def xnnpack_copy(model: VideoPredictor) -> VideoPredictor:
-    """`model` as an `XNNPackStepPredictor` with the same weights.
+    """A copy of `model`, same weights, whose motion head pads by matrix products.
+
+    Meant for export (tracing), not for training or saving.
 
     Args:
         model: a built VideoPredictor.
@@ -124,8 +129,12 @@ def xnnpack_copy(model: VideoPredictor) -> VideoPredictor:
     """
     if type(model) is not VideoPredictor:
         return model
-    fast = XNNPackStepPredictor(**model.get_config())
+    fast = VideoPredictor(**model.get_config())
     fast.set_weights(model.get_weights())
+    head = fast.frame_head
+    if isinstance(head, MotionHead):
+        # This copy's head only: the instance attribute hides the class's method.
+        head.shifted_copies = types.MethodType(_shifted_copies_by_matmul, head)
     return fast
 
 
@@ -164,8 +173,8 @@ class _OpsProxy(types.ModuleType):
 def xnnpack_ops(int8: bool, softmax: bool = True) -> Iterator[None]:
     """While active, `VideoPredictor` code traces the XNNPACK-friendly ops (module doc).
 
-    It swaps the `ops` module that vidgen/models/video_predictor.py calls,
-    so use it around tracing only (one export at a time, not while a model
+    It swaps the `ops` module that the predictor and head modules
+    (`TRACED_MODULES`) call, so use it around tracing only (one export at a time, not while a model
     trains in another thread).
 
     Args:
@@ -175,12 +184,15 @@ def xnnpack_ops(int8: bool, softmax: bool = True) -> Iterator[None]:
     replaced = {"softmax": _elu_softmax} if softmax else {}
     if int8:
         replaced.update(clip=_clip_int8, abs=_abs_int8)
-    saved = video_predictor_module.ops
-    video_predictor_module.ops = _OpsProxy(**replaced)
+    proxy = _OpsProxy(**replaced)
+    saved = [module.ops for module in TRACED_MODULES]
+    for module in TRACED_MODULES:
+        module.ops = proxy
     try:
         yield
     finally:
-        video_predictor_module.ops = saved
+        for module, original in zip(TRACED_MODULES, saved):
+            module.ops = original
 
 
 def delegation(content: bytes, threads: int = 1, **options) -> tuple[set[int], int]:

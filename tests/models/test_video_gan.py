@@ -5,6 +5,7 @@ import keras
 import numpy as np
 import pytest
 
+from tests.harness import run_serialization_test
 from tests.tiny import TINY_MODEL, tiny_run_config
 from vidgen.models import FrameDiscriminator, VideoDiscriminator, VideoGAN, VideoPredictor
 from vidgen.models.spectral_norm_conv import SpectralNormConv
@@ -31,16 +32,18 @@ def clips(n=4, seed=0):
 
 
 @pytest.mark.parametrize("cls", [FrameDiscriminator, VideoDiscriminator])
-def test_critic_shapes_config_and_spectral_norm(cls):
-    critic = cls(16, 1, (4, 8))
+def test_critic_shapes_config_and_spectral_norm(cls, tmp_path):
     x = np.random.default_rng(0).random((2, 5, 16, 16, 1)).astype("float32")
+    # Two stride-2 stages and the score: a kernel and a bias each.
+    critic = run_serialization_test(
+        cls, dict(frame_size=16, channels=1, filters=(4, 8)), x, tmp_path,
+        expected_output_shape=(2, 5) if cls is FrameDiscriminator else (2,),
+        expected_num_trainable_weights=6, atol=1e-5)
     logits, features = critic(x, return_features=True)
     assert logits.shape == ((2, 5) if cls is FrameDiscriminator else (2,))
     assert len(features) == 2
     assert all(isinstance(c, keras.layers.SpectralNormalization) for c in critic.convs)
     assert all(isinstance(c, SpectralNormConv) for c in critic.convs)
-    clone = cls.from_config(critic.get_config())
-    assert clone.get_config() == critic.get_config()
     with pytest.raises(ValueError, match="filters must be positive"):
         cls(16, 1, (4, 0))
     with pytest.raises(ValueError, match="channels must be 1 or 3"):
@@ -78,6 +81,16 @@ def test_single_critic_and_bad_arguments():
         VideoGAN(VideoPredictor(**TINY), FrameDiscriminator(32, 1), None)
     with pytest.raises(ValueError, match="adversarial must be one of"):
         compiled(make_gan(), adversarial="wasserstein")
+
+
+def test_serialization_of_an_untrained_gan(tmp_path):
+    context, _ = clips()
+    generator = VideoPredictor(**TINY)
+    critics = dict(frame_critic=FrameDiscriminator(16, 1, (4, 8)),
+                   video_critic=VideoDiscriminator(16, 1, (4, 8)))
+    run_serialization_test(VideoGAN, dict(generator=generator, critic_frames=2, **critics),
+                           context, tmp_path, expected_output_shape=(4, 3, 16, 16, 1),
+                           expected_num_trainable_weights=len(generator.trainable_weights) + 12)
 
 
 def test_keras_round_trip_gives_same_outputs(tmp_path):
@@ -128,7 +141,6 @@ def test_vidgen_train_adversarial_run(tmp_path):
     assert isinstance(predictor, VideoPredictor)
     metrics = json.load(open(os.path.join(run, "metrics.json")))
     assert np.isfinite(metrics["results"]["model"]["mse"]["mean"])
-
 
 
 def test_video_critic_stages_are_true_3d_convolutions():

@@ -1,9 +1,21 @@
+import inspect
+import re
+
 import keras
 import numpy as np
 import pytest
 
 from tests.conftest import TINY_MODEL
-from vidgen.models import VideoPredictor
+from tests.harness import run_serialization_test
+from vidgen.models import (
+    CDNAHead,
+    DNAHead,
+    FlowHead,
+    LatentPrior,
+    PixelHead,
+    SDNAHead,
+    VideoPredictor,
+)
 from vidgen.training.losses import ReconstructionLoss
 
 
@@ -61,10 +73,20 @@ def test_causality_future_frames_do_not_change_earlier_predictions():
                 np.testing.assert_array_equal(np.asarray(frame), base[t])
             else:
                 assert not np.allclose(np.asarray(frame), base[t])
-    # The same through the public API: context frames after `cut` change the rollout,
-    # while a rollout from the first `cut` frames ignores everything later.
-    short = np.asarray(model.rollout(clip[:, :4], 2))
-    np.testing.assert_array_equal(short, np.asarray(model.rollout(clip[:, :4].copy(), 2)))
+    # The same through the training unroll: without teacher forcing the predictions of
+    # the target frames never see the targets (other targets, the same predictions),
+    # while a changed context frame changes them.
+    context, target = clip[:, :4], clip[:, 4:7]
+    context_preds, free, _ = model.unroll(context, target, 0.0)
+    other_preds, other, _ = model.unroll(context, rng.random(target.shape).astype("float32"),
+                                         0.0)
+    np.testing.assert_array_equal(np.asarray(other), np.asarray(free))
+    np.testing.assert_array_equal(np.asarray(other_preds), np.asarray(context_preds))
+    np.testing.assert_allclose(np.asarray(free), np.asarray(model.rollout(context, 3)),
+                               atol=1e-5)
+    changed = context.copy()
+    changed[:, -1] = 1.0 - changed[:, -1]
+    assert not np.allclose(np.asarray(model.unroll(changed, target, 0.0)[1]), np.asarray(free))
 
 
 def test_scheduled_sampling_feeds_truth_or_predictions():
@@ -104,6 +126,12 @@ def test_fit_step_changes_weights_and_losses_are_finite():
 
 
 def test_config_and_keras_round_trip(tmp_path):
+    context, _ = _clips()
+    # 8 weights of the encoder and decoder, 2 per ConvGRU level (4 convolutions), none
+    # in the "sdna" head.
+    run_serialization_test(VideoPredictor, {**TINY_MODEL, "cell": "gru", "head": "sdna"},
+                           context, tmp_path, expected_output_shape=(2, 3, 16, 16, 1),
+                           expected_num_trainable_weights=4 + 8 + 8)
     model = VideoPredictor(**TINY_MODEL, cell="gru", sampling_steps=7)
     config = model.get_config()
     clone = VideoPredictor.from_config(config)
@@ -153,32 +181,6 @@ def test_bad_arguments(kwargs, message):
         VideoPredictor(**{**TINY_MODEL, **kwargs})
 
 
-def test_dna_head_moves_pixels():
-    """With kernels that put all weight on one shift, the frame moves by one pixel."""
-    model = VideoPredictor(**TINY_MODEL)
-    frame = np.zeros((1, 16, 16, 1), "float32")
-    frame[0, 5, 5, 0] = 1.0
-    weights = np.zeros((1, 16, 16, 9), "float32")
-    weights[..., 3] = 1.0  # (dy, dx) = (1, 0): each output pixel reads the pixel left of it
-    moved = np.asarray(model._advect(frame, weights))
-    assert moved[0, 5, 6, 0] == 1.0 and moved.sum() == 1.0
-
-
-def test_cdna_applies_each_clips_own_kernels():
-    model = VideoPredictor(**{**TINY_MODEL, "channels": 3}, cdna_kernels=2)
-    rng = np.random.default_rng(0)
-    frames = rng.random((2, 16, 16, 3)).astype("float32")
-    kernels = np.zeros((2, 2, 9), "float32")
-    kernels[:, 0, 4] = 1.0   # identity for both clips
-    kernels[0, 1, 3] = 1.0   # clip 0: each pixel takes its left neighbour (moves right)
-    kernels[1, 1, 1] = 1.0   # clip 1: each pixel takes the one above (moves down)
-    out = np.asarray(model._transform(frames, kernels))
-    assert out.shape == (2, 16, 16, 3, 2)
-    np.testing.assert_allclose(out[..., 0], frames, atol=1e-6)
-    np.testing.assert_allclose(out[0, :, 1:, :, 1], frames[0, :, :-1], atol=1e-6)
-    np.testing.assert_allclose(out[1, 1:, :, :, 1], frames[1, :-1], atol=1e-6)
-
-
 def test_untrained_cdna_model_starts_near_copy_last():
     """Identity-initialised kernels: the first prediction is close to the last frame."""
     model = VideoPredictor(**TINY_MODEL)
@@ -186,19 +188,6 @@ def test_untrained_cdna_model_starts_near_copy_last():
     first = np.asarray(model.rollout(context, 1))[:, 0]
     blend = np.abs(first - context[:, -1]).mean()
     assert blend < np.abs(first - context[:, 0]).mean()
-
-
-def test_sdna_shifts_rows_then_columns():
-    model = VideoPredictor(**TINY_MODEL, head="sdna")
-    frames = np.random.default_rng(0).random((2, 16, 16, 1)).astype("float32")
-    down = np.zeros((2, 16, 16, 3), "float32")
-    down[..., 0] = 1.0  # offset -1: each pixel takes the one above, content moves down
-    out = np.asarray(model._shift(frames, down, axis=1))
-    np.testing.assert_allclose(out[:, 1:], frames[:, :-1], atol=1e-6)
-    left = np.zeros((2, 16, 16, 3), "float32")
-    left[..., 2] = 1.0  # offset +1: each pixel takes its right neighbour, content moves left
-    out = np.asarray(model._shift(frames, left, axis=2))
-    np.testing.assert_allclose(out[:, :, :-1], frames[:, :, 1:], atol=1e-6)
 
 
 def test_sharp_rollout_moves_whole_pixels():
@@ -292,27 +281,46 @@ def test_flow_head_learns_away_from_copy_last():
     assert np.abs(out - context[:, -1:]).max() > 1e-3
 
 
-def test_flow_head_warps_by_more_than_an_sdna_kernel_radius():
-    """A global shift of 6 px per frame (a camera pan) is one flow value, not a kernel tap.
+# Every hyper-parameter at a value other than its default: the tiny sizes, and the rest.
+NON_DEFAULT = {**{k: list(v) if isinstance(v, tuple) else v for k, v in TINY_MODEL.items()},
+               **dict(channels=3, cell="gru", kernel_size=5, head="sdna", cdna_kernels=2,
+                      difference_input=False, sharp=True, sampling_steps=7,
+                      context_loss_weight=0.5, latent_dim=2, kl_weight=1e-3,
+                      output_floor=0.25, seed=3)}
 
-    The sdna head with its 9-tap kernels moves a pixel at most 4 px per frame;
-    the flow head of the `natural` preset (dna_kernel=17) up to 8, with
-    sub-pixel (bilinear) accuracy.
-    """
-    model = VideoPredictor(frame_size=32, channels=3, horizon=2, encoder_filters=(4, 8),
-                           core_filters=(8,), decoder_filters=(8, 4), head="flow",
-                           dna_kernel=17)
-    rng = np.random.default_rng(7)
-    wide = rng.random((1, 32, 64, 3)).astype("float32")
-    frame = wide[:, :, 10:42]
-    maps = np.zeros((1, 32, 32, 3 + 3), "float32")
-    # Sample the last frame at x + 6 (the scene moves left by 6 px); gate 1.
-    maps[..., 1] = 8.0 * np.arctanh(6.0 / 8.0)
-    maps[..., 2] = 20.0
-    out = np.asarray(model._flow(frame, maps))
-    np.testing.assert_allclose(out[:, :, :26], wide[:, :, 16:42], atol=1e-4)
-    # Half a pixel: the mean of two neighbours.
-    maps[..., 1] = 8.0 * np.arctanh(0.5 / 8.0)
-    out = np.asarray(model._flow(frame, maps))
-    np.testing.assert_allclose(out[:, :, :31], (wide[:, :, 10:41] + wide[:, :, 11:42]) / 2,
-                               atol=1e-4)
+
+def test_every_constructor_argument_survives_the_config():
+    names = VideoPredictor.hyper_parameters()
+    assert set(names) == set(NON_DEFAULT), "NON_DEFAULT must list every constructor argument"
+    defaults = {k: p.default for k, p in
+                inspect.signature(VideoPredictor.__init__).parameters.items() if k in names}
+    for name, value in NON_DEFAULT.items():
+        default = defaults[name]
+        assert (list(default) if isinstance(default, tuple) else default) != value, name
+    model = VideoPredictor(**NON_DEFAULT)
+    config = model.get_config()
+    clone = VideoPredictor.from_config(config)
+    for name, value in NON_DEFAULT.items():
+        assert config[name] == value, name
+        assert clone.get_config()[name] == value, name
+        attribute = getattr(clone, name)
+        assert (list(attribute) if isinstance(attribute, tuple) else attribute) == value, name
+
+
+def test_docstring_args_are_the_constructor_arguments():
+    """The class docstring's Args section is the one description of the hyper-parameters."""
+    doc = VideoPredictor.__doc__
+    section = doc[doc.index("Args:"):doc.index("Reference:")]
+    documented = re.findall(r"^ {8}(\w+):", section, flags=re.MULTILINE)
+    assert documented == list(VideoPredictor.hyper_parameters())
+    assert '"cdna" (a few' in section  # the default head is described first
+
+
+@pytest.mark.parametrize("head, cls", [("sdna", SDNAHead), ("cdna", CDNAHead), ("dna", DNAHead),
+                                       ("flow", FlowHead), ("pixels", PixelHead)])
+def test_the_model_composes_its_head_and_latent(head, cls):
+    model = VideoPredictor(**TINY_MODEL, head=head, latent_dim=2)
+    assert type(model.frame_head) is cls
+    assert model.decoder.out_channels == model.frame_head.num_maps
+    assert isinstance(model.latent_prior, LatentPrior) and model.latent_prior.latent_dim == 2
+    assert VideoPredictor(**TINY_MODEL, head=head).latent_prior is None

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from tests.harness import run_serialization_test
 from vidgen import metrics
 from vidgen.training.losses import ReconstructionLoss, ssim
 
@@ -33,14 +34,14 @@ def test_terms(weights, expected):
     np.testing.assert_allclose(float(loss(true, pred)), expected(true, pred), rtol=1e-4)
 
 
-def test_weights_combine_and_config_round_trip():
+def test_weights_combine_and_config_round_trip(tmp_path):
     true, pred = _pair()
     a = float(ReconstructionLoss(mse_weight=1.0, bce_weight=0.0)(true, pred))
     b = float(ReconstructionLoss(ssim_weight=1.0, bce_weight=0.0)(true, pred))
-    both = ReconstructionLoss(mse_weight=2.0, ssim_weight=0.5, bce_weight=0.0)
+    both = run_serialization_test(
+        ReconstructionLoss, dict(mse_weight=2.0, ssim_weight=0.5, bce_weight=0.0),
+        (true, pred), tmp_path, expected_output_shape=(), expected_num_trainable_weights=0)
     np.testing.assert_allclose(float(both(true, pred)), 2 * a + 0.5 * b, rtol=1e-5)
-    clone = ReconstructionLoss.from_config(both.get_config())
-    assert clone.get_config() == both.get_config()
 
 
 def test_bad_weights():

@@ -68,8 +68,10 @@ class ConvLSTMCell(keras.layers.Layer):
 
     def compute_output_spec(self, x, states):
         shape = tuple(x.shape[:-1]) + (self.filters,)
-        spec = keras.KerasTensor(shape, dtype=x.dtype)
-        return spec, [spec, spec]
+        # Two tensors: one spec for both would make h and c one tensor of a functional model.
+        h = keras.KerasTensor(shape, dtype=x.dtype)
+        c = keras.KerasTensor(shape, dtype=x.dtype)
+        return h, [h, c]
 
     def get_config(self):
         return {**super().get_config(), "filters": self.filters,

@@ -8,8 +8,9 @@ import keras
 from keras import ops
 
 from vidgen.models.frame_discriminator import FrameDiscriminator
+from vidgen.models.replicas import num_replicas
 from vidgen.models.video_discriminator import VideoDiscriminator
-from vidgen.models.video_predictor import VideoPredictor, num_replicas
+from vidgen.models.video_predictor import VideoPredictor
 
 ADVERSARIAL_LOSSES = ("hinge", "nonsaturating")
 
