@@ -15,13 +15,13 @@ from vidgen.run_dir import load_run
 from vidgen.score import (
     CSV_COLUMNS,
     FrameReader,
-    StepStreamer,
     anomaly_scores,
     conformed_frames,
     score_frames,
     score_video,
     top_peaks,
 )
+from vidgen.step_streamer import StepStreamer
 
 FPS = 10.0
 CONTEXT = 3   # tiny_run's data.context
@@ -37,6 +37,11 @@ def jumped_clip() -> np.ndarray:
 @pytest.fixture(scope="module")
 def video(tmp_path_factory):
     return write_mp4(tmp_path_factory.mktemp("score") / "jump.mp4", jumped_clip(), FPS)
+
+
+def save_npy(path, frames) -> str:
+    np.save(path, frames)
+    return str(path)
 
 
 def read_csv(path):
@@ -125,7 +130,8 @@ def test_context_flag_moves_the_first_scored_frame(tiny_run, video, tmp_path):
 
 
 @pytest.mark.parametrize("make, kwargs, message", [
-    (lambda d: write_mp4(d / "short.mp4", moving_square(3, 32, 48), FPS), {},
+    # Grayscale like the model: an RGB input would log its conversion (INFO) before the error.
+    (lambda d: save_npy(d / "short.npy", moving_square(3, 32, 48, channels=1)), {},
      "has 3 frames; scoring with --context 3 needs at least 4"),
     (lambda d: write_mp4(d / "small.mp4", moving_square(8, 12, 20), FPS), {},
      "has 20x12 frames, smaller than the model's 16x16"),

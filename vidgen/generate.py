@@ -258,6 +258,7 @@ def _check_frame(path: str, frame: np.ndarray, frame_size: int, channels: int) -
 def _smooth(clip: np.ndarray, interpolate: int, method: str) -> np.ndarray:
     if interpolate == 1 or len(clip) < 2:
         return clip
+    # Imported when used, as in `generate`: `vidgen.postprocess` imports Keras.
     from vidgen.postprocess import interpolate as interpolate_clip
 
     return interpolate_clip(clip, interpolate, method)
@@ -330,8 +331,12 @@ def generate(run_dir: str, input_path: str, out: str, context: int = 0, horizon:
         Paths written, the frame counts used ("input_frames": frames read from
         `start`, at most context + horizon) and the post-processing applied.
     """
+    # Imported when used: `vidgen.postprocess` and `vidgen.run_dir` import Keras, and
+    # importing this module must not (the LiteRT runner reads and writes clips with it).
     from vidgen.postprocess import DENOISERS, INTERPOLATORS
+    from vidgen.postprocess import denoise as denoise_clip
     from vidgen.postprocess.checks import check_factor
+    from vidgen.postprocess.training import load_denoiser
     from vidgen.run_dir import load_run
 
     if denoise != "none" and denoise not in DENOISERS:
@@ -349,8 +354,6 @@ def generate(run_dir: str, input_path: str, out: str, context: int = 0, horizon:
     cfg, model = load_run(run_dir)
     denoiser = None
     if denoise == "learned":
-        from vidgen.postprocess.training import load_denoiser
-
         denoiser = load_denoiser(run_dir)
     context = context or cfg.data.context
     frames, total = load_input_clip(input_path, cfg.data.frame_size, cfg.data.channels,
@@ -358,8 +361,6 @@ def generate(run_dir: str, input_path: str, out: str, context: int = 0, horizon:
     futures = np.asarray(model.rollout(frames[None, :context], horizon, num_samples=samples,
                                        seed=seed))[0]
     if denoise != "none":
-        from vidgen.postprocess import denoise as denoise_clip
-
         futures = np.stack([denoise_clip(f, denoise, model=denoiser) for f in futures])
     written = write_continuation(out, frames, futures[0], context, fps, interpolate,
                                  interpolate_method)

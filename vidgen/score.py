@@ -43,7 +43,6 @@ from typing import Any, Optional
 
 import cv2
 import numpy as np
-import tensorflow as tf
 
 from vidgen import fileio
 from vidgen import metrics as M
@@ -52,8 +51,10 @@ from vidgen.data import frames as framelib
 from vidgen.errors import DataError, VidgenError
 from vidgen.generate import check_input_kind, iter_frames
 from vidgen.run_dir import load_run
+from vidgen.score_plot import plot_scores
+from vidgen.step_streamer import StepStreamer
 
-log = logging.getLogger("vidgen.score")
+log = logging.getLogger(__name__)
 
 CSV_COLUMNS = ("frame", "time_s", "mse", "psnr", "score",
                "copy_last_mse", "copy_last_psnr", "copy_last_score")
@@ -120,47 +121,6 @@ def conformed_frames(frames: Iterable[np.ndarray], size: int, channels: int,
                      name, _CHANNEL_NAMES.get(c, f"{c}-channel"), _CHANNEL_NAMES[channels])
             noted = True
         yield framelib.conform(frame[None], size, channels)[0]
-
-
-class StepStreamer:
-    """`model.step` traced once, for batch 1 and the model's frame shape, with its states kept.
-
-    A latent-variable model predicts with z at its prior's mean (zero noise):
-    the most likely next frame, the same on every run.
-
-    Args:
-        model: a `VideoPredictor` (anything with `step`, `state_shapes`,
-            `frame_size`, `channels`, `noise_shape`).
-
-    Example:
-
-        streamer = StepStreamer(model)
-        for frame in frames:                 # (H, W, C) float32 in [0, 1]
-            next_frame = streamer(frame)     # the prediction of the frame after `frame`
-    """
-
-    def __init__(self, model):
-        self.model = model
-        size, channels = model.frame_size, model.channels
-        state_specs = [tf.TensorSpec((1,) + tuple(s), tf.float32) for s in model.state_shapes]
-        noise_shape = getattr(model, "noise_shape", None)
-        noise = None if noise_shape is None else tf.zeros((1,) + tuple(noise_shape))
-
-        def step(frame, states):
-            return model.step(frame, list(states), noise=noise)
-
-        self._step = tf.function(step, input_signature=[
-            tf.TensorSpec((1, size, size, channels), tf.float32), state_specs])
-        self.reset()
-
-    def reset(self) -> None:
-        """Starts a new video: zero recurrent states."""
-        self.states = [tf.zeros((1,) + tuple(s)) for s in self.model.state_shapes]
-
-    def __call__(self, frame: np.ndarray) -> np.ndarray:
-        """Feeds one frame (H, W, C) in [0, 1]; returns the prediction of the next (H, W, C)."""
-        prediction, self.states = self._step(np.asarray(frame, np.float32)[None], self.states)
-        return np.asarray(prediction)[0]
 
 
 @dataclasses.dataclass
@@ -311,68 +271,6 @@ def write_scores_csv(path: str, errors: FrameErrors, fps: Optional[float] = None
                 f"{errors.mse[i]:.6g}", f"{errors.psnr[i]:.4f}", f"{score[i]:.6f}",
                 f"{errors.copy_last_mse[i]:.6g}", f"{errors.copy_last_psnr[i]:.4f}",
                 f"{copy_score[i]:.6f}"])
-    return path
-
-
-def plot_scores(path: str, frames, score, copy_last_score=None, peaks=(), thumbnails=(),
-                labels=None, title: str = "") -> str:
-    """Plots the score over time, marks and labels the peaks, shows their frames beneath.
-
-    Args:
-        path: output .png.
-        frames: frame index of each score.
-        score: the model's scores.
-        copy_last_score: copy-last's scores, drawn faintly (None: not drawn).
-        peaks: positions into `score` to mark.
-        thumbnails: one image (H, W, C) uint8 per peak, or none.
-        labels: 0/1 per frame: frames labelled 1 are shaded (the benchmark's injections).
-        title: the plot's title.
-
-    Returns:
-        `path`.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    frames, score = np.asarray(frames), np.asarray(score)
-    rows = 2 if len(thumbnails) else 1
-    fig = plt.figure(figsize=(10, 4.8 if rows == 2 else 3.6), dpi=100)
-    grid = fig.add_gridspec(rows, max(1, len(thumbnails)),
-                            height_ratios=[3, 1.3] if rows == 2 else [1])
-    ax = fig.add_subplot(grid[0, :])
-    if labels is not None:
-        labels = np.asarray(labels, bool)
-        for i in np.flatnonzero(labels):
-            ax.axvspan(frames[i] - 0.5, frames[i] + 0.5, color="tab:red", alpha=0.15, lw=0)
-    if copy_last_score is not None:
-        ax.plot(frames, copy_last_score, color="0.6", lw=0.8, label="copy-last")
-    ax.plot(frames, score, color="tab:blue", lw=1.0, label="model")
-    for i in peaks:
-        ax.plot(frames[i], score[i], "v", color="tab:red", markersize=6)
-        ax.annotate(f"{int(frames[i])}", (frames[i], score[i]), textcoords="offset points",
-                    xytext=(0, 6), ha="center", fontsize=8, color="tab:red")
-    ax.set_xlim(frames[0] - 1, frames[-1] + 1)
-    ax.set_ylim(-0.02, 1.12)
-    ax.set_xlabel("frame")
-    ax.set_ylabel("anomaly score")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(loc="upper right", fontsize=8)
-    for k, (i, image) in enumerate(zip(peaks, thumbnails)):
-        thumb = fig.add_subplot(grid[1, k])
-        image = np.asarray(image)
-        thumb.imshow(image[..., 0] if image.shape[-1] == 1 else image,
-                     cmap="gray" if image.shape[-1] == 1 else None, vmin=0, vmax=255)
-        thumb.set_title(f"frame {int(frames[i])}", fontsize=8)
-        thumb.axis("off")
-    fig.tight_layout()
-    try:
-        with fileio.atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png")
-    finally:
-        plt.close(fig)
     return path
 
 

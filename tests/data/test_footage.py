@@ -13,12 +13,8 @@ from vidgen.cli import main
 from vidgen.data import frames as framelib
 from vidgen.data import pipeline
 from vidgen.data.prepared import prepare
-from vidgen.data.sources import (
-    open_source,
-    resolve_channels,
-    time_segments,
-    time_split_frames_needed,
-)
+from vidgen.data.sources import open_source, resolve_channels
+from vidgen.data.time_split import time_segments, time_split_frames_needed
 from vidgen.errors import DataError
 
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import tiny_config
-from vidgen.data import prepared
+from vidgen.data import prepared, prepared_source
 from vidgen.data.sources import open_source
 from vidgen.errors import DataError
 
@@ -98,4 +98,4 @@ def test_missing_shard_is_reported(tmp_path):
 def test_corrupt_manifest(tmp_path):
     (tmp_path / "manifest.json").write_text("{")
     with pytest.raises(DataError, match="not valid JSON"):
-        prepared.read_manifest(str(tmp_path))
+        prepared_source.read_manifest(str(tmp_path))

@@ -7,15 +7,10 @@ import pytest
 
 from tests.conftest import moving_square, tiny_config, write_mp4
 from vidgen.data import frames as framelib
-from vidgen.data.sources import (
-    FrameFolders,
-    MovingMNIST,
-    MovingMNISTNpy,
-    SyntheticDigits,
-    SyntheticShapes,
-    VideoFiles,
-    open_source,
-)
+from vidgen.data.footage import FrameFolders, VideoFiles
+from vidgen.data.generated import SyntheticDigits, SyntheticShapes
+from vidgen.data.mnist import MovingMNIST, MovingMNISTNpy
+from vidgen.data.sources import open_source
 from vidgen.errors import DataError
 
 

@@ -31,14 +31,12 @@ from typing import Optional
 import tensorflow as tf
 
 from vidgen.config import Config
-from vidgen.data import prepared
-from vidgen.data.sources import (
-    MANIFEST_NAME,
-    FileSource,
-    GeneratedSource,
-    check_split,
-    open_source,
-)
+from vidgen.data import prepared_source
+from vidgen.data.file_source import FileSource
+from vidgen.data.generated import GeneratedSource
+from vidgen.data.prepared_source import MANIFEST_NAME
+from vidgen.data.source_base import check_split
+from vidgen.data.sources import open_source
 from vidgen.errors import DataError
 
 
@@ -192,7 +190,7 @@ def _clip_dataset(cfg: Config, split: str, num_shards: int, shard_index: int):
     data = cfg.data
     source_path = data.source
     if os.path.isdir(source_path) and os.path.isfile(os.path.join(source_path, MANIFEST_NAME)):
-        manifest = prepared.read_manifest(source_path)
+        manifest = prepared_source.read_manifest(source_path)
         found = (manifest["frame_size"], manifest["channels"])
         if found[0] != data.frame_size or (data.channels and found[1] != data.channels):
             raise DataError(
@@ -205,9 +203,9 @@ def _clip_dataset(cfg: Config, split: str, num_shards: int, shard_index: int):
                 f"Prepared dataset {source_path!r} stores clips of {manifest['clip_length']} "
                 f"frames; context + horizon = {data.window} needs longer ones. Prepare it "
                 f"again with data.clip_length={data.window} or more.")
-        ds = prepared.clip_dataset(source_path, split, manifest, num_shards, shard_index,
+        ds = prepared_source.clip_dataset(source_path, split, manifest, num_shards, shard_index,
                                    interleave=split == "train")
-        return ds, prepared.stored_size(manifest, split), manifest["channels"]
+        return ds, prepared_source.stored_size(manifest, split), manifest["channels"]
     source = open_source(data)
     if isinstance(source, FileSource):
         source.plan  # noqa: B018 - a split with too few windows fails here, not mid-training
