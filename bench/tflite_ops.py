@@ -80,7 +80,7 @@ from vidgen.config import apply_overrides  # noqa: E402
 from vidgen.data.synthetic import digits_clip, shapes_clip  # noqa: E402
 from vidgen.models import VideoPredictor  # noqa: E402
 from vidgen.presets import get_preset  # noqa: E402
-from vidgen.training.train import build_model, compile_model  # noqa: E402
+from vidgen.training.build import build_model, compile_model  # noqa: E402
 
 OP_NAMES = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
 TYPE_NAMES = {v: k.lower() for k, v in vars(schema.TensorType).items() if not k.startswith("_")}

@@ -16,8 +16,18 @@ import json
 import os
 import sys
 
-from export.tflite import IO_TYPES, QUANTIZATIONS
-from vidgen.cli_common import add_common_args, configure_logging, run_command, start_up
+from export.quantization import IO_TYPES, QUANTIZATIONS
+from vidgen.cli_common import (
+    add_common_args,
+    configure_logging,
+    flag_names,
+    run_command,
+    start_up,
+)
+
+# Each command imports its module when it runs: savedmodel, tflite and report load TensorFlow
+# and Keras (seconds), the runner LiteRT. `--help` loads none of them, and `run-tflite` runs
+# where only vidgen[lite] (no TensorFlow) is installed.
 
 
 def _cmd_savedmodel(args) -> int:
@@ -77,7 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", required=True, help="model name")
     p.add_argument("--version", type=int, default=None,
                    help="version number (default: one more than the largest existing)")
-    p.add_argument("--model-file", default="model.keras", help="model inside the run")
+    p.add_argument("--model-file", default=None,
+                   help="model inside the run (default: the run's model)")
     p.set_defaults(func=_cmd_savedmodel)
 
     p = sub.add_parser("tflite", help="the streaming step model (and sequence model) as TFLite")
@@ -93,7 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="held-out clips of the parity report (0: skip it)")
     p.add_argument("--no-sequence", action="store_true",
                    help="skip the fixed-length sequence model")
-    p.add_argument("--model-file", default="model.keras", help="model inside the run")
+    p.add_argument("--model-file", default=None,
+                   help="model inside the run (default: the run's model)")
     p.set_defaults(func=_cmd_tflite)
 
     p = sub.add_parser("report", help="parity, quality, size and speed of every TFLite variant")
@@ -122,7 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     configure_logging(args.verbose)
     start_up(args.verbose)
     for name in ("calibration_clips", "report_clips", "clips"):
@@ -130,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"vidgen-export: error: --{name.replace('_', '-')} must be >= 0. "
                   f"Received: {getattr(args, name)}", file=sys.stderr)
             return 2
-    return run_command("vidgen-export", args)
+    return run_command("vidgen-export", args, flag_names(parser))
 
 
 if __name__ == "__main__":

@@ -23,17 +23,16 @@ import os
 from typing import Optional
 
 import numpy as np
+from ai_edge_litert.interpreter import Interpreter
 
 from export import contract as C
 from export.tflite_metadata import CARD_NAME, read_card
-from vidgen.errors import VidgenError
+from vidgen.errors import ArgumentError, VidgenError
 from vidgen.floor import check_floor, floored
 
 
 def load_interpreter(path: str, num_threads: Optional[int] = None):
     """A LiteRT interpreter for `path`, with one clear error for a missing or corrupt file."""
-    from ai_edge_litert.interpreter import Interpreter
-
     if not os.path.isfile(path):
         raise VidgenError(f"TFLite model {path!r} does not exist.")
     with open(path, "rb") as f:
@@ -203,10 +202,13 @@ def run_tflite(model_path: str, input_path: str, out: str, context: int = 10,
 
     check_output_path(out)
     if floor is not None:
-        floor = check_floor(floor, "--floor")
+        try:
+            floor = check_floor(floor, "{floor}")
+        except VidgenError as e:
+            raise ArgumentError(str(e), "floor") from None
     runner = StepRunner(model_path)
     if horizon <= 0:
-        raise VidgenError(f"--horizon must be positive. Received: {horizon}")
+        raise ArgumentError(f"{{horizon}} must be positive. Received: {horizon}", "horizon")
     frames, total = load_input_clip(input_path, runner.frame_size, runner.channels,
                                     context, start, horizon)
     floor = runner.output_floor if floor is None else floor

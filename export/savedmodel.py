@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import logging
 import os
 import re
 import shutil
@@ -26,11 +27,17 @@ import tempfile
 from typing import Any, Optional
 
 import numpy as np
+import tensorflow as tf
+from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
+import vidgen
 from export import contract as C
 from export import signatures
 from vidgen import fileio
-from vidgen.errors import VidgenError
+from vidgen.errors import ArgumentError, VidgenError
+from vidgen.run_dir import RunPaths, load_run, read_json
+
+logger = logging.getLogger(__name__)
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -67,8 +74,6 @@ def next_version(model_dir: str) -> int:
 
 def model_card(cfg, model, run_dir: str, name: str, version: int) -> dict[str, Any]:
     """What a deployer needs to know about the model, as JSON-ready data."""
-    import vidgen
-
     card: dict[str, Any] = {
         "name": name,
         "version": version,
@@ -93,10 +98,8 @@ def model_card(cfg, model, run_dir: str, name: str, version: int) -> dict[str, A
                        "share horizon and context length (export/contract.py)"},
         "config": cfg.to_dict(),
     }
-    metrics_path = os.path.join(run_dir, "metrics.json")
-    if os.path.isfile(metrics_path):
-        with open(metrics_path) as f:
-            metrics = json.load(f)
+    metrics = read_json(RunPaths(run_dir).metrics)
+    if metrics is not None:
         card["metrics"] = {
             "split": metrics.get("split"), "clips": metrics.get("clips"),
             **{name: {k: v["mean"] for k, v in r.items() if isinstance(v, dict)}
@@ -106,9 +109,6 @@ def model_card(cfg, model, run_dir: str, name: str, version: int) -> dict[str, A
 
 def warmup_requests(model, name: str, context: int, horizon: int) -> list:
     """One PredictionLog per signature, a batch of one black clip each."""
-    import tensorflow as tf
-    from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
-
     spec = C.for_model(model)
     shape = (1, context) + spec.frame_shape
     feeds = {
@@ -140,8 +140,6 @@ def verify(path: str, model, context: np.ndarray, horizon: int, atol: float = 1e
     Returns:
         The largest absolute difference; raises VidgenError above `atol`.
     """
-    import tensorflow as tf
-
     loaded = tf.saved_model.load(path)
     if model.noise_shape:
         spec = C.for_model(model)
@@ -160,6 +158,7 @@ def verify(path: str, model, context: np.ndarray, horizon: int, atol: float = 1e
         got = got.numpy()
         want = model.rollout(context, horizon)
     diff = float(np.max(np.abs(got - np.asarray(want))))
+    logger.debug("SavedModel %s: largest difference from Keras %.3g", path, diff)
     if diff > atol:
         raise VidgenError(f"The exported SavedModel differs from the Keras model by {diff:.3g} "
                           f"(allowed {atol:g}); nothing was published.")
@@ -167,35 +166,33 @@ def verify(path: str, model, context: np.ndarray, horizon: int, atol: float = 1e
 
 
 def export_savedmodel(run_dir: str, base: str, name: str, version: Optional[int] = None,
-                      model_file: str = "model.keras") -> str:
+                      model_file: Optional[str] = None) -> str:
     """Exports a run's model as `base/name/version` for TF Serving.
 
     Args:
-        run_dir: a training run directory (config.json and model.keras).
+        run_dir: a training run directory (`vidgen.run_dir.RunPaths`: its config and model).
         base: TF Serving's model base path parent; created when missing.
         name: the model name (TF Serving's `--model_name`).
         version: a positive integer; default one more than the largest existing.
-        model_file: the model inside the run to export.
+        model_file: the model inside the run to export (default: the run's model).
 
     Returns:
         The version directory written.
     """
-    import tensorflow as tf
-
-    from vidgen.run_dir import load_run
-
     if not _NAME.match(name):
         raise VidgenError(f"Model name {name!r} is not valid: expected letters, digits, '_', "
                           "'-' or '.', starting with a letter or digit.")
     if version is not None and version <= 0:
-        raise VidgenError(f"--version must be a positive integer. Received: {version}")
-    cfg, model = load_run(run_dir, model_file)
+        raise ArgumentError(f"{{version}} must be a positive integer. Received: {version}",
+                            "version")
+    cfg, model = load_run(run_dir) if model_file is None else load_run(run_dir, model_file)
     model_dir = os.path.join(base, name)
     version = next_version(model_dir) if version is None else version
     final = os.path.join(model_dir, str(version))
     if os.path.exists(final):
-        raise VidgenError(f"Version directory {final!r} already exists; TF Serving may be "
-                          "serving it. Choose another --version or leave it out for the next one.")
+        raise ArgumentError(f"Version directory {final!r} already exists; TF Serving may be "
+                            "serving it. Choose another {version} or leave it out for the next "
+                            "one.", "version")
     os.makedirs(model_dir, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=model_dir)
     try:

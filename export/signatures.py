@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import keras
+import tensorflow as tf
+
 from export import contract as C
 
 
 def tensor_specs(infos: dict[str, C.TensorInfo]) -> list:
     """tf.TensorSpecs named after the contract, in contract order."""
-    import tensorflow as tf
-
     return [tf.TensorSpec(info.shape, tf.as_dtype(info.dtype), name=name)
             for name, info in infos.items()]
 
@@ -31,8 +32,6 @@ def dynamic_rollout(model, context, horizon):
     Returns:
         float32 (batch, horizon, H, W, C).
     """
-    import tensorflow as tf
-
     # Checked one after the other, so a request breaking several rules always gets the
     # message of the first (the graph would otherwise report whichever assert ran first).
     checks = [
@@ -78,8 +77,6 @@ def dynamic_rollout(model, context, horizon):
 
 def serving_functions(model) -> dict[str, tuple[Callable, list]]:
     """The SavedModel endpoints: signature key -> (function, input signature)."""
-    import tensorflow as tf
-
     spec = C.for_model(model)
 
     def predict(context, horizon):
@@ -133,8 +130,6 @@ def write_archive(model, path: str, endpoints: dict[str, tuple[Callable, list]])
     session-based loader (the one TF Serving uses) needs: a plain tf.Module
     that does not track them fails there with "Could not find variable".
     """
-    import keras
-
     archive = keras.export.ExportArchive()
     archive.track(model)
     for name, (fn, signature) in endpoints.items():

@@ -26,46 +26,51 @@ model), and an int8 model with float I/O keeps its divisions in float32.
 
 Every file carries its model card as TFLite metadata (`export.tflite_metadata`):
 the output floor, frame size and channels, state names, quantization.
+
+Every TFLite export of a run goes through one pipeline, `export_variants`:
+load the run, read the calibration and test clips, convert each variant,
+compare its step model with the Keras model (`export.parity`) and write the
+report. `export_tflite` (`vidgen-export tflite`) and `export.report.build_report`
+(`vidgen-export report`) call it.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Optional
 
 import numpy as np
+import tensorflow as tf
+from tqdm import tqdm
 
 import vidgen
 from export import contract as C
-from export import signatures
+from export import signatures, xnnpack
+from export.parity import keras_rollouts, rollout_noise, summarize, variant_report, write_report
+from export.quantization import IO_TYPES, QUANTIZATIONS, check_options, model_filename
 from export.tflite_metadata import write_card
 from vidgen import fileio
-from vidgen.errors import VidgenError
+from vidgen.config import apply_overrides
+from vidgen.data.pipeline import make_dataset
+from vidgen.errors import ArgumentError, VidgenError
+from vidgen.run_dir import load_run
 
-QUANTIZATIONS = ("float32", "float16", "dynamic", "int8")
-IO_TYPES = ("float32", "int8", "uint8")
+# The options (IO_TYPES ... model_filename) live in export.quantization, light for the
+# command line's --help, and are imported from here as well.
+__all__ = ["IO_TYPES", "QUANTIZATIONS", "check_options", "convert", "export_tflite",
+           "export_variants", "load_clips", "model_card", "model_filename", "out_folder",
+           "step_inputs"]
 
-
-def check_options(quantize: str, io: str = "float32") -> None:
-    if quantize not in QUANTIZATIONS:
-        raise VidgenError(f"--quantize must be one of {', '.join(QUANTIZATIONS)}. "
-                          f"Received: {quantize!r}")
-    if io not in IO_TYPES:
-        raise VidgenError(f"--io must be one of {', '.join(IO_TYPES)}. Received: {io!r}")
-    if io != "float32" and quantize != "int8":
-        raise VidgenError(f"--io {io} needs --quantize int8 (integer inputs and outputs only "
-                          f"exist in a fully integer model). Received: --quantize {quantize}")
+logger = logging.getLogger(__name__)
 
 
 def load_clips(cfg, split: str, count: int, data: Optional[str] = None) -> np.ndarray:
     """`count` whole clips (context + horizon frames) of a split, float32 (N, T, H, W, C)."""
-    from vidgen.config import apply_overrides
-    from vidgen.data.pipeline import make_dataset
-
     if data:
         cfg = apply_overrides(cfg, [f"data.source={data}"])
     try:
@@ -74,8 +79,9 @@ def load_clips(cfg, split: str, count: int, data: Optional[str] = None) -> np.nd
     except StopIteration:
         raise VidgenError(f"The {split} split of {cfg.data.source!r} has no clips.") from None
     except VidgenError as e:
-        raise VidgenError(f"Real clips are needed here (int8 calibration, parity report) "
-                          f"and the run's data could not be read: {e} Pass --data.") from None
+        raise ArgumentError(f"Real clips are needed here (int8 calibration, parity report) "
+                            f"and the run's clips could not be read: {e} Pass {{data}}.",
+                            "data") from None
     return np.concatenate([np.asarray(context), np.asarray(target)], axis=1)
 
 
@@ -103,8 +109,6 @@ def step_inputs(model, clips: np.ndarray, context: int) -> Iterator[dict[str, np
 
 
 def _converter(saved_model: str, signature: str, quantize: str, io: str, representative):
-    import tensorflow as tf
-
     converter = tf.lite.TFLiteConverter.from_saved_model(saved_model, signature_keys=[signature])
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     if quantize == "float16":
@@ -124,10 +128,6 @@ def _converter(saved_model: str, signature: str, quantize: str, io: str, represe
 
 def _convert(converter, quantize: str, io: str) -> bytes:
     """The converter's flatbuffer; float I/O int8 keeps `xnnpack.FLOAT_OPS` in float32."""
-    import tensorflow as tf
-
-    from export import xnnpack
-
     if quantize != "int8" or io != "float32":
         return converter.convert()
     # Selective quantization (public API; it keeps float I/O, hence float I/O only).
@@ -180,9 +180,6 @@ def convert(model, signature: str, quantize: str = "float32", io: str = "float32
     Returns:
         The .tflite bytes, with the model card (`model_card`) as metadata.
     """
-    # Start-up cost: keras and tensorflow load when a conversion runs, not on import.
-    from export import xnnpack
-
     check_options(quantize, io)
     spec = C.for_model(model, batch=1)
     # The same weights, traced so that XNNPACK runs every op (export.xnnpack).
@@ -232,16 +229,80 @@ def convert(model, signature: str, quantize: str = "float32", io: str = "float32
     return write_card(content, model_card(model, signature, quantize, io, context, horizon))
 
 
-def model_filename(signature: str, quantize: str, io: str = "float32") -> str:
-    suffix = "" if io == "float32" else f"_io{io}"
-    return f"{signature}_{quantize}{suffix}.tflite"
+def out_folder(run_dir: str) -> str:
+    """Where a run's TFLite files go by default: RUN/export/tflite (export's own folder)."""
+    return os.path.join(run_dir, "export", "tflite")
+
+
+def export_variants(run_dir: str, quantizations: Sequence[str], out_dir: Optional[str] = None,
+                    io: str = "float32", data: Optional[str] = None,
+                    calibration_clips: int = 16, report_clips: int = 16,
+                    sequence: bool = False, model_file: Optional[str] = None,
+                    report_name: str = "report", progress: bool = False) -> dict:
+    """Loads a run, converts its step model (and sequence model) per quantization, compares.
+
+    The one TFLite pipeline: `export_tflite` (`vidgen-export tflite`) and
+    `export.report.build_report` (`vidgen-export report`) are this with their
+    own options. Every clip is read before anything is converted, so a bad
+    data source leaves no file behind.
+
+    Args:
+        run_dir: a training run directory.
+        quantizations: the variants to export, each one of QUANTIZATIONS.
+        out_dir: where to write (default `out_folder(run_dir)`).
+        io: input/output type of int8 models: float32, int8 or uint8.
+        data: the source of calibration and report clips (default: the run's data).
+        calibration_clips: clips of the validation split that calibrate int8.
+        report_clips: held-out test clips the step models are compared on (0: no report).
+        sequence: also export the fixed-length sequence model.
+        model_file: the model inside the run (default: the run's model).
+        report_name: the report's file name in `out_dir`, without .json / .md.
+        progress: a progress bar over the variants.
+
+    Returns:
+        {"files": {quantize: {"step": path, "sequence": path or None}},
+         "report": the report (`export.parity.summarize`, plus its "markdown") or None}.
+
+    Example:
+
+        export_variants("runs/quick", ("float32", "int8"))["report"]["targets"]
+    """
+    for quantize in quantizations:
+        check_options(quantize, io)
+    cfg, model = load_run(run_dir) if model_file is None else load_run(run_dir, model_file)
+    out_dir = out_dir or out_folder(run_dir)
+    context, horizon = cfg.data.context, cfg.data.horizon
+    calibration = clips = reference = None
+    if "int8" in quantizations and calibration_clips:
+        calibration = load_clips(cfg, "val", calibration_clips, data)
+    if report_clips:
+        clips = load_clips(cfg, "test", report_clips, data)
+        logger.debug("Keras rollouts of %d test clips", len(clips))
+        reference = keras_rollouts(model, clips, context, rollout_noise(model, clips, context))
+    exported = (C.STEP, C.SEQUENCE) if sequence else (C.STEP,)
+    files, variants = {}, {}
+    for quantize in tqdm(quantizations, desc="tflite variants", disable=not progress):
+        files[quantize] = {C.STEP: None, C.SEQUENCE: None}
+        for signature in exported:
+            logger.debug("Converting the %s model (%s)", signature, quantize)
+            content = convert(model, signature, quantize, io, calibration, context, horizon)
+            files[quantize][signature] = fileio.write_bytes_atomic(
+                os.path.join(out_dir, model_filename(signature, quantize, io)), content)
+        if clips is not None:
+            variants[quantize] = variant_report(model, files[quantize][C.STEP], clips, context,
+                                                reference)
+    report = None
+    if clips is not None:
+        report = summarize(run_dir, cfg, clips, reference, variants)
+        report["markdown"] = write_report(os.path.join(out_dir, report_name), report)
+    return {"files": files, "report": report}
 
 
 def export_tflite(run_dir: str, quantize: str = "float32", out_dir: Optional[str] = None,
                   io: str = "float32", data: Optional[str] = None, calibration_clips: int = 16,
                   sequence: bool = True, report_clips: int = 16,
-                  model_file: str = "model.keras") -> dict:
-    """Exports a run's step model (and sequence model) to TFLite, with a parity report.
+                  model_file: Optional[str] = None) -> dict:
+    """`vidgen-export tflite`: a run's step model (and sequence model), with a parity report.
 
     Args:
         run_dir: a training run directory.
@@ -252,34 +313,19 @@ def export_tflite(run_dir: str, quantize: str = "float32", out_dir: Optional[str
         calibration_clips: clips of the validation split used to calibrate int8.
         sequence: also export the fixed-length sequence model.
         report_clips: held-out test clips of the parity report (0: no report).
-        model_file: the model inside the run.
+        model_file: the model inside the run (default: the run's model).
 
     Returns:
-        {"step": path, "sequence": path or None, "report": report dict or None}.
-    """
-    from export.report import keras_rollouts, rollout_noise, summarize, variant_report, write_report
-    from vidgen.run_dir import load_run
+        {"step": path, "sequence": path or None, "report": report dict or None}; the
+        report is written beside the step model (step_int8.json and .md).
 
-    check_options(quantize, io)
-    cfg, model = load_run(run_dir, model_file)
-    out_dir = out_dir or os.path.join(run_dir, "export", "tflite")
-    context, horizon = cfg.data.context, cfg.data.horizon
-    calibration = None
-    if quantize == "int8":
-        calibration = load_clips(cfg, "val", calibration_clips, data)
-    written = {"step": None, "sequence": None, "report": None}
-    step_bytes = convert(model, C.STEP, quantize, io, calibration, context, horizon)
-    written["step"] = fileio.write_bytes_atomic(
-        os.path.join(out_dir, model_filename(C.STEP, quantize, io)), step_bytes)
-    if sequence:
-        seq_bytes = convert(model, C.SEQUENCE, quantize, io, calibration, context, horizon)
-        written["sequence"] = fileio.write_bytes_atomic(
-            os.path.join(out_dir, model_filename(C.SEQUENCE, quantize, io)), seq_bytes)
-    if report_clips:
-        clips = load_clips(cfg, "test", report_clips, data)
-        reference = keras_rollouts(model, clips, context, rollout_noise(model, clips, context))
-        variant = variant_report(model, written["step"], clips, context, reference)
-        report = summarize(run_dir, cfg, clips, reference, {quantize: variant})
-        report["markdown"] = write_report(os.path.splitext(written["step"])[0], report)
-        written["report"] = report
-    return written
+    Example:
+
+        export_tflite("runs/quick", "int8")["step"]   # runs/quick/export/tflite/step_int8.tflite
+    """
+    report_name = os.path.splitext(model_filename(C.STEP, quantize, io))[0]
+    result = export_variants(run_dir, (quantize,), out_dir, io=io, data=data,
+                             calibration_clips=calibration_clips, report_clips=report_clips,
+                             sequence=sequence, model_file=model_file, report_name=report_name)
+    files = result["files"][quantize]
+    return {"step": files[C.STEP], "sequence": files[C.SEQUENCE], "report": result["report"]}

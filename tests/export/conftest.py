@@ -33,7 +33,7 @@ def int8_tflite(tiny_run, tmp_path_factory):
 @pytest.fixture(scope="package")
 def stochastic_run(tmp_path_factory):
     """Like `tiny_run`, with a latent variable (latent_dim 2): a model that samples futures."""
-    from vidgen.training.train import build_model
+    from vidgen.training.build import build_model
 
     run = tmp_path_factory.mktemp("stochastic_run")
     cfg = tiny_run_config(**{"model.latent_dim": 2, "model.head": "sdna"})

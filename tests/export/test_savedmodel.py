@@ -101,6 +101,7 @@ def test_warmup_requests_and_model_card(exported):
     assert card["config"]["data"]["context"] == 3
 
 
+@pytest.mark.slow   # saved_model_cli: a TensorFlow process
 def test_saved_model_cli_show_lists_signatures(exported):
     _, path = exported
     out = subprocess.run([SAVED_MODEL_CLI, "show", "--dir", path, "--all"],
@@ -144,6 +145,7 @@ def test_batching_params_file_parses_as_batching_parameters(exported):
             options.max_enqueued_batches) == (16, 2000, 8)
 
 
+@pytest.mark.slow   # saved_model_cli: a TensorFlow process
 def test_session_loader_matches_keras(exported, tiny_model, tmp_path):
     """saved_model_cli run: TF's session-based loader, the one TF Serving uses."""
     _, path = exported
@@ -291,6 +293,7 @@ def test_rgb_flow_model_every_signature_matches_keras(rgb_flow_exported):
         np.testing.assert_allclose(out[C.state_name(i)].numpy(), s, atol=1e-5)
 
 
+@pytest.mark.slow   # saved_model_cli: a TensorFlow process
 def test_rgb_flow_model_runs_in_the_session_loader(rgb_flow_exported, tmp_path):
     """saved_model_cli run (TF Serving's loader) on RGB input, and the model card says RGB."""
     from tests.footage_helpers import rgb_clip

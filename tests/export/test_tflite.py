@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 
 from export import contract as C
+from export.cli import main
 from export.report import build_report
 from export.runner import StepRunner, load_interpreter
 from export.tflite import check_options, export_tflite, load_clips
-from vidgen.errors import VidgenError
+from vidgen.errors import ArgumentError, VidgenError
 
 
 def op_names(path: str) -> set[str]:
@@ -74,11 +75,16 @@ def test_int8_with_uint8_io(tiny_run, tmp_path):
     assert os.path.basename(written["step"]) == "step_int8_iouint8.tflite"
 
 
-def test_option_errors(tiny_run, tmp_path):
-    with pytest.raises(VidgenError, match="--quantize must be one of"):
+def test_option_errors(tiny_run, tmp_path, capsys):
+    # The library names its arguments; `vidgen-export` names its flags.
+    with pytest.raises(ArgumentError, match="^quantize must be one of") as error:
         check_options("int4")
-    with pytest.raises(VidgenError, match="needs --quantize int8"):
+    assert error.value.with_flags().startswith("--quantize must be one of")
+    with pytest.raises(ArgumentError, match="^io uint8 needs quantize int8") as error:
         check_options("float16", "uint8")
+    assert "needs --quantize int8" in error.value.with_flags()
+    assert main(["tflite", tiny_run, "--quantize", "float16", "--io", "uint8"]) == 2
+    assert "error: --io uint8 needs --quantize int8" in capsys.readouterr().err
     with pytest.raises(VidgenError, match="could not be read"):
         export_tflite(tiny_run, "int8", out_dir=str(tmp_path),
                       data=str(tmp_path / "missing.npy"))
@@ -103,6 +109,7 @@ def test_step_runner_rejects_bad_inputs(float_tflite):
         StepRunner(float_tflite["sequence"])
 
 
+@pytest.mark.slow   # a command-line process per case
 @pytest.mark.parametrize("damage", ["garbage", "truncated", "flipped"])
 def test_corrupt_tflite_is_an_error_not_a_crash(float_tflite, tmp_path, damage):
     content = bytearray(open(float_tflite["step"], "rb").read())
@@ -131,8 +138,6 @@ def test_corrupt_tflite_is_an_error_not_a_crash(float_tflite, tmp_path, damage):
 
 
 def test_run_tflite_streams_a_clip(float_tflite, tmp_path):
-    from export.cli import main
-
     clip = tmp_path / "clip.npy"
     np.save(clip, np.random.default_rng(0).integers(0, 255, (8, 24, 24), dtype=np.uint8))
     out = tmp_path / "out.gif"
@@ -193,7 +198,7 @@ def test_step_runner_floors_returned_frames_only(float_tflite):
 def rgb_flow_run(tmp_path_factory):
     """A tiny RGB model with the footage head ("flow"), its gate and residual moved off 0."""
     from tests.tiny import tiny_run_config
-    from vidgen.training.train import build_model
+    from vidgen.training.build import build_model
 
     run = tmp_path_factory.mktemp("rgb_flow_run")
     cfg = tiny_run_config(**{"data.channels": 3, "model.head": "flow", "model.dna_kernel": 5})

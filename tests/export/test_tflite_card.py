@@ -190,6 +190,7 @@ def run_driver(tmp_path, block: bool, module: str, argv: list[str]) -> dict:
             "frames": np.load(capture) if capture.exists() else None, "stderr": result.stderr}
 
 
+@pytest.mark.slow   # two command-line processes, one with TensorFlow
 def test_run_tflite_without_tensorflow(floored_run, floored_tflite, clip, tmp_path):
     """run-tflite where TensorFlow and Keras cannot be imported: same frames, less memory."""
     args = ["--input", clip, "--context", str(CONTEXT), "--horizon", str(HORIZON)]
