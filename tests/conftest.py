@@ -63,7 +63,7 @@ def tiny_run(tmp_path_factory):
     Its data is the synthetic digits source, generated on the fly (16x16, 3 -> 3 frames).
     Shared by the test packages: copy it before writing into it.
     """
-    from vidgen.training.train import build_model
+    from vidgen.training.build import build_model
 
     run = tmp_path_factory.mktemp("run")
     cfg = tiny_run_config()

@@ -15,7 +15,7 @@ def make_rgb_flow_run(path, seed: int = 0) -> str:
     An untrained flow head is exactly copy-last; its output kernel is moved off
     its initial values so a parity test can tell a wrong graph from a copy.
     """
-    from vidgen.training.train import build_model
+    from vidgen.training.build import build_model
 
     cfg = tiny_run_config(**FLOW_OVERRIDES)
     model = build_model(cfg)

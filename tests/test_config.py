@@ -43,7 +43,7 @@ def test_overrides_parse_json_types():
 def test_unknown_key_names_key_and_valid_ones():
     with pytest.raises(ConfigError, match=r"data\.frame_sise.*data\.frame_size"):
         apply_overrides(get_preset("quick"), ["data.frame_sise=64"])
-    with pytest.raises(ConfigError, match="Valid sections: data, model, train"):
+    with pytest.raises(ConfigError, match="Valid sections: data, model, runtime, train"):
         apply_overrides(get_preset("quick"), ["dta.frame_size=64"])
     with pytest.raises(ConfigError, match="Unknown config key data.bogus"):
         Config.from_dict({"data": {"bogus": 1}})
@@ -88,3 +88,38 @@ def test_from_json_errors(tmp_path):
 
 def test_defaults_match_dataclass():
     assert Config().data == DataConfig()
+
+
+def test_runtime_settings_have_their_own_section():
+    cfg = apply_overrides(Config(), ["runtime.mixed_precision=true", "runtime.strategy=default"])
+    assert cfg.runtime.mixed_precision and cfg.runtime.strategy == "default"
+    assert not hasattr(cfg.train, "strategy")
+    with pytest.raises(ConfigError, match="runtime.strategy must be one of"):
+        apply_overrides(Config(), ["runtime.strategy=gpus"])
+
+
+def test_moved_keys_name_their_new_home_and_old_files_still_load(tmp_path):
+    with pytest.raises(ConfigError, match="'train.mixed_precision' is now "
+                                          "'runtime.mixed_precision'"):
+        apply_overrides(Config(), ["train.mixed_precision=true"])
+    # A config.json written before the runtime section existed.
+    old = Config().to_dict()
+    old["train"].update(strategy="mirrored", jit_compile=True)
+    del old["runtime"]
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(old))
+    cfg = Config.from_json(path)
+    assert cfg.runtime.strategy == "mirrored" and cfg.runtime.jit_compile
+    assert cfg.runtime.mixed_precision is False
+
+
+def test_presets_are_variants_of_quick_that_change_only_what_they_say():
+    from vidgen.presets import QUICK
+
+    quick = QUICK.to_dict()
+    natural = PRESETS["natural"].to_dict()
+    changed = {f"{s}.{k}" for s in quick for k in quick[s] if quick[s][k] != natural[s][k]}
+    assert changed == {"data.source", "data.channels", "data.augment_flip", "model.head",
+                       "model.dna_kernel", "train.epochs", "train.val_batches",
+                       "train.learning_rate", "train.bce_weight", "train.l1_weight",
+                       "train.time_budget_minutes"}

@@ -59,7 +59,7 @@ def test_a_model_save_that_fails_keeps_the_old_model(tmp_path, monkeypatch):
     import keras
 
     from vidgen.run_dir import save_model
-    from vidgen.training.train import build_model
+    from vidgen.training.build import build_model
 
     model = build_model(tiny_run_config())
     path = str(tmp_path / "model.keras")

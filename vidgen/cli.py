@@ -23,7 +23,13 @@ import shlex
 import sys
 import time
 
-from vidgen.cli_common import add_common_args, configure_logging, run_command, start_up
+from vidgen.cli_common import (
+    add_common_args,
+    configure_logging,
+    flag_names,
+    run_command,
+    start_up,
+)
 from vidgen.config import Config, apply_overrides
 from vidgen.errors import VidgenError
 from vidgen.presets import PRESETS, get_preset
@@ -152,15 +158,16 @@ def _cmd_train(args) -> int:
         return 0
     if not args.no_evaluate:
         from vidgen.evaluate import summary_table
+        from vidgen.run_dir import RunPaths, read_json
 
-        with open(os.path.join(run_dir, "metrics.json")) as f:
-            print(summary_table(json.load(f)))
+        print(summary_table(read_json(RunPaths(run_dir).metrics)))
     print(f"Run written to {run_dir}: model.keras, metrics.json, samples/, plots/, logs/")
     return 0
 
 
 def _cmd_evaluate(args) -> int:
     from vidgen.evaluate import evaluate, summary_table
+    from vidgen.run_dir import RunPaths
 
     if args.samples is not None and args.samples < 0:
         raise VidgenError(f"--samples must be >= 0. Received: {args.samples}")
@@ -179,7 +186,7 @@ def _cmd_evaluate(args) -> int:
     print(f"MSE {100 * abs(reduction):.1f}% {relation} the best baseline "
           f"({versus.get('baseline', 'copy_last')}); "
           f"{report['flops_per_sequence'] / 1e9:.2f} GFLOPs per sequence; "
-          f"wrote {os.path.join(args.out or args.run_dir, 'metrics.json')}")
+          f"wrote {RunPaths(args.out or args.run_dir).metrics}")
     return 0
 
 
@@ -217,6 +224,7 @@ def _cmd_score(args) -> int:
 
 def _cmd_train_denoiser(args) -> int:
     from vidgen.postprocess.training import train_denoiser
+    from vidgen.run_dir import RunPaths
 
     summary = train_denoiser(
         args.run_dir, out=args.out, data=args.data, pairs=args.pairs, clips=args.clips,
@@ -224,7 +232,7 @@ def _cmd_train_denoiser(args) -> int:
         window=args.window, filters=args.filters, depth=args.depth,
         learning_rate=args.learning_rate, loss=args.loss, seed=args.seed,
         progress=not args.quiet)
-    out = args.out or os.path.join(args.run_dir, "denoiser.keras")
+    out = args.out or RunPaths(args.run_dir).denoiser
     print(f"Trained the denoiser for {summary['steps']} steps in {summary['train_seconds']} s "
           f"on {summary['train_clips']} clips ({summary['pairs']} pairs); wrote {out}")
     if "validation" in summary:
@@ -275,7 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="skip the test-set evaluation at the end")
     p.add_argument("--strategy", default=None,
                    choices=("auto", "default", "mirrored", "multiworker", "tpu"),
-                   help="tf.distribute strategy (default: the config's train.strategy, "
+                   help="tf.distribute strategy (default: the config's runtime.strategy, "
                         "auto: one device, or all GPUs, or the TF_CONFIG cluster); may "
                         "differ on --resume")
     p.set_defaults(func=_cmd_train, preset_given=False)
@@ -375,11 +383,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Library arguments without a flag of their own name, as the command line sets them.
+_ARGUMENT_FLAGS = {"cfg": "--preset/--data", "resume_overrides": "--set"}
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     configure_logging(args.verbose)
     start_up(args.verbose)
-    return run_command("vidgen", args)
+    return run_command("vidgen", args, {**flag_names(parser), **_ARGUMENT_FLAGS})
 
 
 if __name__ == "__main__":

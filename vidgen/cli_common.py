@@ -14,7 +14,7 @@ import sys
 
 import vidgen
 from vidgen import import_hooks
-from vidgen.errors import VidgenError
+from vidgen.errors import ArgumentError, VidgenError
 
 # Modules only `vidgen[full]` installs (`pip install "vidgen[lite]"` runs the LiteRT runner).
 FULL_ONLY_MODULES = frozenset({"tensorflow", "keras", "tensorflow_serving", "grpc", "scipy",
@@ -52,19 +52,36 @@ class _MessageFormatter(logging.Formatter):
         return f"{record.levelname} {record.name}: {record.getMessage()}"
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever `sys.stderr` is when a record is emitted (it may be replaced)."""
+
+    def __init__(self):
+        super().__init__()
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
 def configure_logging(verbose: bool, timestamps: bool = False) -> None:
     """Where library code's log goes when a command line runs: stderr, INFO (DEBUG with -v).
 
     Library modules never print: they log, and this decides what the user
     sees. `timestamps` prefixes each line with the time (the server's log).
+    Calling it again (several commands in one process) replaces its handler
+    and leaves any other handler alone.
     """
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     if timestamps:
         handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s"))
     else:
         handler.setFormatter(_MessageFormatter())
     root = logging.getLogger()
-    for old in list(root.handlers):
+    for old in [h for h in root.handlers if isinstance(h, _StderrHandler)]:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(logging.WARNING)
@@ -72,14 +89,33 @@ def configure_logging(verbose: bool, timestamps: bool = False) -> None:
         logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
-def run_command(prog: str, args: argparse.Namespace) -> int:
+def flag_names(parser: argparse.ArgumentParser) -> dict[str, str]:
+    """Each argument name (argparse `dest`) of `parser` and its sub-commands -> its flag."""
+    names: dict[str, str] = {}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                for dest, flag in flag_names(sub).items():
+                    names.setdefault(dest, flag)
+        elif action.option_strings:
+            names.setdefault(action.dest, max(action.option_strings, key=len))
+    return names
+
+
+def run_command(prog: str, args: argparse.Namespace,
+                flags: dict[str, str] | None = None) -> int:
     """Runs `args.func(args)`: a user mistake is one line on stderr and exit code 2.
 
     So is a command that needs what only `vidgen[full]` installs, run where
     only `vidgen[lite]` is. Shared by `vidgen`, `vidgen-export` and `vidgen-serve`.
+    An `ArgumentError` names the flags that set the arguments it names
+    (`flags`, from `flag_names`: argument name -> flag).
     """
     try:
         return args.func(args)
+    except ArgumentError as e:
+        print(f"{prog}: error: {e.with_flags(flags)}", file=sys.stderr)
+        return 2
     except VidgenError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
@@ -93,6 +129,11 @@ def run_command(prog: str, args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader of stdout went away (`vidgen config | head`): stop quietly, as
+        # command-line tools do; Python's own flush at exit must not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 def add_common_args(parser: argparse.ArgumentParser) -> None:

@@ -1,4 +1,20 @@
-"""Errors a user can cause, reported in one sentence at the boundary."""
+"""Errors a user can cause, reported in one sentence at the boundary.
+
+A library function's error names the arguments it was given (`run_dir`);
+on a command line the user typed flags (`--run-dir`). An `ArgumentError`
+is written once, each argument it names in braces, and the command lines
+(`vidgen.cli_common.run_command`) spell those as the flags that set them.
+
+Example:
+
+    error = ArgumentError("{horizon} must be positive. Received: 0", "horizon")
+    str(error)                                # 'horizon must be positive. Received: 0'
+    error.with_flags({"horizon": "--horizon"})   # '--horizon must be positive. Received: 0'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
 
 
 class VidgenError(ValueError):
@@ -11,3 +27,29 @@ class ConfigError(VidgenError):
 
 class DataError(VidgenError):
     """A data source is missing, unreadable, or of the wrong layout."""
+
+
+class ArgumentError(VidgenError):
+    """A bad argument of a library function, named so that a command line can name its flag.
+
+    Args:
+        template: the message, each argument it names written `{name}`
+            (other braces are left as they are).
+        *arguments: the argument names in `template`.
+    """
+
+    def __init__(self, template: str, *arguments: str):
+        self.template = template
+        self.arguments = arguments
+        super().__init__(self._spelled(lambda name: name))
+
+    def _spelled(self, spell: Callable[[str], str]) -> str:
+        message = self.template
+        for name in self.arguments:
+            message = message.replace("{" + name + "}", spell(name))
+        return message
+
+    def with_flags(self, flags: Mapping[str, str] | None = None) -> str:
+        """The message naming flags: `flags[name]`, else `--name-with-dashes`."""
+        flags = flags or {}
+        return self._spelled(lambda name: flags.get(name, "--" + name.replace("_", "-")))

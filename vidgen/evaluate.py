@@ -22,6 +22,10 @@ import time
 from typing import Any, Optional
 
 import numpy as np
+import tensorflow as tf
+from tensorflow.python.framework.convert_to_constants import (
+    convert_variables_to_constants_v2,
+)
 from tqdm import tqdm
 
 from vidgen import baselines as B
@@ -29,8 +33,11 @@ from vidgen import metrics as M
 from vidgen import viz
 from vidgen.calibration import floored
 from vidgen.config import apply_overrides
-from vidgen.errors import VidgenError
+from vidgen.data.pipeline import make_dataset
+from vidgen.data.sources import BUILTIN_SOURCES
+from vidgen.errors import ArgumentError, VidgenError
 from vidgen.fileio import write_json_atomic
+from vidgen.postprocess import evaluation as post_eval
 from vidgen.run_dir import RunPaths, load_run, read_json
 
 # Every baseline that `evaluate` scores; "black" is reported only where it is meaningful.
@@ -50,11 +57,6 @@ def graph_flops(fn, input_specs) -> int:
     Returns:
         The total float operations (a multiply-add counts as two).
     """
-    import tensorflow as tf
-    from tensorflow.python.framework.convert_to_constants import (
-        convert_variables_to_constants_v2,
-    )
-
     concrete = tf.function(fn).get_concrete_function(*input_specs)
     graph = convert_variables_to_constants_v2(concrete).graph
     opts = (tf.compat.v1.profiler.ProfileOptionBuilder(
@@ -65,8 +67,6 @@ def graph_flops(fn, input_specs) -> int:
 
 def count_flops(model, context: int, horizon: int) -> int:
     """Floating-point operations of one sequence: context + horizon recurrent steps, batch 1."""
-    import tensorflow as tf
-
     s, c = model.frame_size, model.channels
 
     def sequence(ctx):
@@ -108,26 +108,18 @@ def evaluate(run_dir: str, data: Optional[str] = None, split: str = "test",
     Returns:
         The metrics dictionary written to OUT/metrics.json.
     """
-    import tensorflow as tf
-
-    from vidgen.data.pipeline import make_dataset
-
     cfg, model = load_run(run_dir)
     if not data:
         _check_run_source(cfg.data.source)   # before loading anything else for the run
     # A model with an output floor (VideoPredictor) is scored with and without it; other
     # Keras models (bench's tutorial ConvLSTM) have none unless `floor` gives one.
+    # The loaded model is never changed: rollouts run unfloored and `floor` is applied here.
     flooring = hasattr(model, "apply_floor")
-    if floor is not None:
-        if not 0.0 <= floor < 1.0:
-            raise VidgenError(f"--floor must be in [0, 1). Received: {floor}")
-        if flooring:
-            model.output_floor = float(floor)
+    if floor is not None and not 0.0 <= floor < 1.0:
+        raise ArgumentError(f"{{floor}} must be in [0, 1). Received: {floor}", "floor")
     floor = float(floor if floor is not None else getattr(model, "output_floor", 0.0))
     post = None
     if postprocess:
-        from vidgen.postprocess import evaluation as post_eval
-
         # Parsed and loaded before the rollouts: a typo or a missing denoiser fails at once.
         steps = post_eval.parse_steps(postprocess)
         post = post_eval.PostprocessEvaluator(
@@ -147,7 +139,7 @@ def evaluate(run_dir: str, data: Optional[str] = None, split: str = "test",
         def sample_futures(x):
             # One fixed seed: reproducible metrics and a single trace (a Python seed
             # that changed per batch would retrace the rollout every batch).
-            return model.rollout(x, horizon, num_samples, seed=0)
+            return model.rollout(x, horizon, num_samples, seed=0, **unfloored)
 
         sampled = tf.function(sample_futures, reduce_retracing=True)
     stochastic = []
@@ -181,7 +173,7 @@ def evaluate(run_dir: str, data: Optional[str] = None, split: str = "test",
         if post is not None:
             post.update(context, target, pred)
         if sampled is not None:
-            futures = np.asarray(sampled(context))
+            futures = floored(np.asarray(sampled(context)), floor)
             stochastic.append((len(context), M.best_of_n(futures, target)))
         if sample is None:
             sample = (context[:samples], target[:samples], pred[:samples])
@@ -286,8 +278,6 @@ def best_baselines_per_step(results: dict[str, dict], names) -> dict[str, list[s
 
 def _check_run_source(source: str) -> None:
     """A clear error when a run's relative data path is not found from here."""
-    from vidgen.data.sources import BUILTIN_SOURCES
-
     if source in BUILTIN_SOURCES or os.path.isabs(source) or os.path.exists(source):
         return
     raise VidgenError(

@@ -46,7 +46,7 @@ def test_mixed_bfloat16_on_cpu_trains_and_outputs_float32(tmp_path):
     from vidgen.training.train import train
 
     for adversarial in ("none", "hinge"):
-        cfg = tiny_run_config(**{"train.mixed_precision": "true", "train.epochs": 1,
+        cfg = tiny_run_config(**{"runtime.mixed_precision": "true", "train.epochs": 1,
                                  "train.adversarial": adversarial,
                                  "model.frame_critic_filters": [4],
                                  "model.video_critic_filters": [4]})
@@ -59,7 +59,7 @@ def test_mixed_bfloat16_on_cpu_trains_and_outputs_float32(tmp_path):
         metrics = json.load(open(os.path.join(run, "metrics.json")))
         assert np.isfinite(metrics["results"]["model"]["mse"]["mean"])
     # What train() builds under the policy: bfloat16 compute, float32 variables and frames.
-    from vidgen.training.train import build_model, compile_model, precision_policy
+    from vidgen.training.build import build_model, compile_model, precision_policy
 
     assert precision_policy(cfg) == "mixed_bfloat16"
     keras.mixed_precision.set_dtype_policy("mixed_bfloat16")

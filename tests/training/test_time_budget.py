@@ -8,7 +8,8 @@ import pytest
 from tests.tiny import tiny_run_config
 from vidgen.training import callbacks as cb
 from vidgen.training.budget_cosine_decay import BudgetCosineDecay
-from vidgen.training.train import budget_schedules, build_model, compile_model, train
+from vidgen.training.build import budget_schedules, build_model, compile_model
+from vidgen.training.train import train
 
 
 class FakeClock:

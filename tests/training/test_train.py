@@ -9,6 +9,7 @@ import pytest
 from tests.conftest import moving_square, write_mp4
 from tests.tiny import tiny_run_config
 from vidgen.cli import main
+from vidgen.config import Config
 from vidgen.errors import VidgenError
 from vidgen.evaluate import evaluate
 from vidgen.generate import generate
@@ -77,7 +78,8 @@ def test_resume_continues_from_backup(run_dir, tmp_path):
 
 
 def test_existing_run_is_not_overwritten(run_dir):
-    with pytest.raises(VidgenError, match="already holds a run; pass --resume"):
+    with pytest.raises(VidgenError, match="already holds a run; pass resume to continue it or "
+                                          "choose another run_dir"):
         train(tiny_run_config(), run_dir)
 
 
@@ -206,6 +208,12 @@ def test_training_calibrates_the_output_floor_and_evaluate_reports_both(tmp_path
     _, model = load_run(run)
     assert model.output_floor == result["floor"]
     assert json.load(open(os.path.join(run, "training.json")))["output_floor"] == result
+    # config.json describes model.keras: it records the calibrated floor.
+    assert Config.from_json(os.path.join(run, "config.json")).model.output_floor == result["floor"]
+    # The same command resumes the calibrated run (the floor is the calibration's, not a
+    # difference from the command's config).
+    more = tiny_run_config(**{"train.epochs": 2, "train.output_floor_tolerance": 0.5})
+    assert train(more, run, resume=True, evaluate_after=False)["epochs_run"] == 1
     # Whatever the calibration chose, a floored model is reported both ways.
     model.output_floor = 0.3
     keras.saving.save_model(model, os.path.join(run, "model.keras"))
@@ -221,3 +229,24 @@ def test_training_calibrates_the_output_floor_and_evaluate_reports_both(tmp_path
     assert report["results"]["model"]["mse"]["mean"] == pytest.approx(raw["mse"]["mean"])
     assert load_run(run)[1].output_floor == pytest.approx(0.3)
     assert main(["evaluate", run, "--floor", "1.5"]) == 2
+
+
+def test_the_command_line_names_flags_where_the_library_names_arguments(run_dir, capsys):
+    from vidgen import cli
+
+    code = cli.main(["train", "--preset", "quick", "--run-dir", run_dir])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "already holds a run; pass --resume to continue it or choose another --run-dir" in err
+    code = cli.main(["train", "--run-dir", run_dir, "--resume", "--set", "model.cell=gru"])
+    assert code == 2
+    assert "--set can change only train.learning_rate" in capsys.readouterr().err
+
+
+def test_argument_errors_name_arguments_in_python_and_flags_on_the_command_line():
+    from vidgen.errors import ArgumentError
+
+    error = ArgumentError("drop {cfg} or start a new {run_dir} ({other}, {})", "cfg", "run_dir")
+    assert str(error) == "drop cfg or start a new run_dir ({other}, {})"
+    assert error.with_flags({"cfg": "--preset/--data"}) == (
+        "drop --preset/--data or start a new --run-dir ({other}, {})")

@@ -31,6 +31,7 @@ from scipy import ndimage
 
 from vidgen.errors import VidgenError
 from vidgen.postprocess.checks import check_clip, to_uint8
+from vidgen.postprocess.residual_denoiser import ResidualDenoiser, neighbour_stack
 
 # Filter strength on the uint8 scale, chosen on 32 validation clips of the synthetic digits:
 # 10 gains 3.4 dB on frames with sigma = 0.1 noise and leaves the SSIM of the quick model's
@@ -101,8 +102,6 @@ def learned(clip, model, batch_size: int = 32) -> np.ndarray:
     Returns:
         float32 (T, H, W, C) in [0, 1].
     """
-    from vidgen.postprocess.residual_denoiser import ResidualDenoiser, neighbour_stack
-
     clip = check_clip(clip, "The clip to denoise")
     if not isinstance(model, ResidualDenoiser):
         raise VidgenError("The learned denoiser needs a ResidualDenoiser model (see `vidgen "

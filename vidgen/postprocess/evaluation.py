@@ -36,6 +36,7 @@ from vidgen import metrics as M
 from vidgen.errors import VidgenError
 from vidgen.postprocess.denoise import DENOISERS, denoise
 from vidgen.postprocess.interpolate import INTERPOLATORS, drop_and_interpolate
+from vidgen.postprocess.training import load_denoiser
 
 KINDS = {"denoise": DENOISERS, "interpolate": INTERPOLATORS}
 NOISE_SIGMA = 0.1
@@ -226,7 +227,5 @@ def table(section: dict[str, Any]) -> str:
 def load_step_models(run_dir: str, steps: list[Step]) -> Optional[Any]:
     """The run's trained denoiser when a step needs it, else None."""
     if any(s.kind == "denoise" and s.method == "learned" for s in steps):
-        from vidgen.postprocess.training import load_denoiser
-
         return load_denoiser(run_dir)
     return None

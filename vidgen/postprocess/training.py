@@ -25,16 +25,20 @@ from typing import Any, Optional
 
 import keras
 import numpy as np
+import tensorflow as tf
 from tqdm import tqdm
 
 from vidgen import metrics as M
+from vidgen.config import apply_overrides
+from vidgen.data.pipeline import make_dataset
 from vidgen.errors import VidgenError
 from vidgen.fileio import write_json_atomic
+from vidgen.postprocess.denoise import learned
 from vidgen.postprocess.residual_denoiser import ResidualDenoiser
+from vidgen.run_dir import RunPaths, load_run, save_model
 
 PAIRS = ("prediction", "noise", "both")
 LOSSES = {"l1": "mean_absolute_error", "l2": "mean_squared_error"}
-DENOISER_FILE = "denoiser.keras"
 
 
 class _ProgressBar(keras.callbacks.Callback):
@@ -86,8 +90,6 @@ def collect_clips(cfg, rollout, split: str, clips: int, batch_size: int = 32,
     Returns:
         (true clips (N, context + horizon, H, W, C), predictions (N, horizon, H, W, C)).
     """
-    from vidgen.data.pipeline import make_dataset
-
     ds = make_dataset(cfg, split, batch_size=batch_size, shuffle=False, repeat=False)
     truths, preds, n = [], [], 0
     with tqdm(total=clips, desc=f"predict {split} clips", unit="clip", disable=not progress,
@@ -157,8 +159,6 @@ def _stack(x: np.ndarray) -> np.ndarray:
 def score(model: ResidualDenoiser, truths: np.ndarray, preds: np.ndarray, context: int
           ) -> dict[str, float]:
     """PSNR / SSIM of the generated frames before and after the denoiser."""
-    from vidgen.postprocess.denoise import learned
-
     target = truths[:, context:]
     cleaned = np.stack([learned(p, model) for p in preds])
     return {"psnr_before": float(M.psnr_frames(preds, target).mean()),
@@ -204,11 +204,6 @@ def train_denoiser(run_dir: str, out: Optional[str] = None, data: Optional[str] 
         training loss, and the PSNR / SSIM of validation clips' generated
         frames before and after.
     """
-    import tensorflow as tf
-
-    from vidgen.config import apply_overrides
-    from vidgen.run_dir import load_run, save_model
-
     if loss not in LOSSES:
         raise VidgenError(f"--loss must be one of {', '.join(LOSSES)}. Received: {loss!r}")
     if pairs not in PAIRS:
@@ -219,7 +214,7 @@ def train_denoiser(run_dir: str, out: Optional[str] = None, data: Optional[str] 
             raise VidgenError(f"{name} must be positive. Received: {value}")
     if minutes < 0:
         raise VidgenError(f"--minutes must be >= 0. Received: {minutes}")
-    out = out or os.path.join(run_dir, DENOISER_FILE)
+    out = out or RunPaths(run_dir).denoiser
     if not out.endswith(".keras"):
         raise VidgenError(f"--out must end in .keras. Received: {out!r}")
     cfg, predictor = load_run(run_dir)
@@ -265,8 +260,6 @@ def train_denoiser(run_dir: str, out: Optional[str] = None, data: Optional[str] 
 
 def _dataset(truths, preds, context, pairs, window, batch_size, patch, max_sigma, seed,
              channels):
-    import tensorflow as tf
-
     size = min(patch, truths.shape[2])
     signature = (tf.TensorSpec((batch_size, size, size, window * channels), tf.float32),
                  tf.TensorSpec((batch_size, size, size, channels), tf.float32))
@@ -278,7 +271,7 @@ def _dataset(truths, preds, context, pairs, window, batch_size, patch, max_sigma
 
 def load_denoiser(run_dir: str, path: Optional[str] = None) -> ResidualDenoiser:
     """Loads RUN/denoiser.keras (or `path`), with a clear error when it is absent."""
-    path = path or os.path.join(run_dir, DENOISER_FILE)
+    path = path or RunPaths(run_dir).denoiser
     if not os.path.isfile(path):
         raise VidgenError(
             f"No learned denoiser at {path!r}: train one with `vidgen postprocess "

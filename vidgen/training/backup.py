@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import glob
 import json
+import logging
 import os
 from typing import Optional
 
@@ -30,6 +31,8 @@ from vidgen import fileio
 from vidgen.errors import VidgenError
 from vidgen.fileio import write_json_atomic
 from vidgen.training.finite import check_finite_weights
+
+log = logging.getLogger(__name__)
 
 STATE = "state.json"
 
@@ -119,7 +122,7 @@ class AtomicBackup(keras.callbacks.Callback):
                 self.model.load_weights(path)
             except Exception as e:  # h5py and Keras raise many types for a damaged file
                 errors.append(f"{name}: {type(e).__name__}: {str(e)[:200]}")
-                print(f"vidgen: backup {path} could not be loaded ({errors[-1]}); trying the "
+                log.warning(f"backup {path} could not be loaded ({errors[-1]}); trying the "
                       "previous one.")
                 continue
             epoch = int(name.split("-")[1].split(".")[0])
@@ -130,7 +133,7 @@ class AtomicBackup(keras.callbacks.Callback):
                         generator.state.assign(np.asarray(value, generator.state.dtype))
             self.model._initial_epoch = epoch
             self.restored_epoch = epoch
-            print(f"vidgen: resumed from {path} (epoch {epoch}).")
+            log.info(f"resumed from {path} (epoch {epoch}).")
             return
         raise VidgenError(f"No backup in {self.directory!r} could be loaded ({'; '.join(errors)})."
                           " Not restarting from scratch silently: delete the folder to start "

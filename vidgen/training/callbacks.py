@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import time
@@ -13,6 +14,8 @@ import numpy as np
 from vidgen import viz
 from vidgen.fileio import write_json_atomic
 from vidgen.run_dir import save_model
+
+log = logging.getLogger(__name__)
 
 
 class BestModelCheckpoint(keras.callbacks.Callback):
@@ -38,7 +41,7 @@ class BestModelCheckpoint(keras.callbacks.Callback):
         save_model(self.model, self.path)
         write_json_atomic(self.state_path,
                           {"best": self.best, "epoch": epoch + 1, "monitor": self.monitor})
-        print(f"\nepoch {epoch + 1}: {self.monitor} improved to {value:.2f}, saved {self.path}")
+        log.info(f"\nepoch {epoch + 1}: {self.monitor} improved to {value:.2f}, saved {self.path}")
 
 
 class LastModelCheckpoint(keras.callbacks.Callback):
@@ -106,7 +109,8 @@ class TimeBudget(keras.callbacks.Callback):
         if spent > 1.0:
             self.model.stop_training = True
             if not self.stopped:
-                print(f"\nTime budget of {self.seconds / 60:.1f} min reached; finishing the run.")
+                minutes = self.seconds / 60
+                log.info(f"\nTime budget of {minutes:.1f} min reached; finishing the run.")
             self.stopped = True
 
 

@@ -17,15 +17,14 @@ from __future__ import annotations
 import json
 import os
 
-from vidgen.errors import ConfigError, VidgenError
+import tensorflow as tf
 
-STRATEGIES = ("auto", "default", "mirrored", "multiworker", "tpu")
+from vidgen.config import STRATEGIES
+from vidgen.errors import ArgumentError, ConfigError, VidgenError
 
 
 def resolve_name(name: str) -> str:
     """The concrete strategy `auto` stands for on this machine."""
-    import tensorflow as tf
-
     if name not in STRATEGIES:
         raise ConfigError(f"strategy must be one of {', '.join(STRATEGIES)}. Received: {name!r}")
     if name != "auto":
@@ -39,8 +38,6 @@ def resolve_name(name: str) -> str:
 
 def make_strategy(name: str = "auto"):
     """Returns (strategy, concrete name)."""
-    import tensorflow as tf
-
     name = resolve_name(name)
     if name == "default":
         return tf.distribute.get_strategy(), name
@@ -49,10 +46,10 @@ def make_strategy(name: str = "auto"):
     if name == "multiworker":
         raw = os.environ.get("TF_CONFIG")
         if not raw:
-            raise VidgenError("--strategy multiworker needs TF_CONFIG (the cluster and this "
-                              "worker's task), e.g. TF_CONFIG='{\"cluster\": {\"worker\": "
-                              "[\"host1:12345\", \"host2:12345\"]}, \"task\": {\"type\": "
-                              "\"worker\", \"index\": 0}}'.")
+            raise ArgumentError("{strategy} multiworker needs TF_CONFIG (the cluster and this "
+                                "worker's task), e.g. TF_CONFIG='{\"cluster\": {\"worker\": "
+                                "[\"host1:12345\", \"host2:12345\"]}, \"task\": {\"type\": "
+                                "\"worker\", \"index\": 0}}'.", "strategy")
         try:
             spec = json.loads(raw)
         except ValueError as e:
@@ -65,7 +62,8 @@ def make_strategy(name: str = "auto"):
         tf.config.experimental_connect_to_cluster(resolver)
         tf.tpu.experimental.initialize_tpu_system(resolver)
     except (ValueError, RuntimeError, tf.errors.OpError) as e:
-        raise VidgenError(f"--strategy tpu: no TPU could be reached ({e}).") from None
+        raise ArgumentError(f"{{strategy}} tpu: no TPU could be reached ({e}).",
+                            "strategy") from None
     return tf.distribute.TPUStrategy(resolver), name
 
 

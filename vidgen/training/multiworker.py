@@ -37,11 +37,15 @@ from typing import Any
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from vidgen.config import Config
+from vidgen.data.pipeline import make_dataset
 from vidgen.models import VideoGAN
 from vidgen.training.backup import seed_generators
 from vidgen.training.callbacks import Throughput
+
+log = logging.getLogger(__name__)
 
 PREEMPTED_EXIT_CODE = 42
 
@@ -73,8 +77,6 @@ def make_checkpoint(model):
     Model weights, every optimizer (slots and iterations, hence the
     scheduled-sampling position) and every SeedGenerator state.
     """
-    import tensorflow as tf
-
     optimizers = _optimizers(model)
     for optimizer in optimizers.values():
         if not optimizer.built:
@@ -87,8 +89,6 @@ def make_checkpoint(model):
 
 def _validation(model):
     """A function (context, target) -> (loss, per-frame MSE): a full rollout, no teacher."""
-    import tensorflow as tf
-
     if isinstance(model, VideoGAN):
         fn = lambda c, t: model.generator.validation_losses(model.reconstruction_loss, c, t)  # noqa: E731
     else:
@@ -133,10 +133,6 @@ def fit_multiworker(model, cfg: Config, strategy, own_dir: str, chief: bool, val
         input_pipeline ([index, count]), first_batch_sha1 (of this worker's
         first batch: workers read different clips), final logs.
     """
-    import tensorflow as tf
-
-    from vidgen.data.pipeline import make_dataset
-
     t = cfg.train
     # The handler and tf.distribute log every coordination step at INFO.
     for name in ("tensorflow", "absl"):
@@ -149,9 +145,8 @@ def fit_multiworker(model, cfg: Config, strategy, own_dir: str, chief: bool, val
                                          max_to_keep=2)
 
     def preempted():
-        print(f"vidgen: preempted; state saved to {manager.directory} at step "
-              f"{int(steps_done)}. Run the same command with --resume to continue.",
-              flush=True)
+        log.info(f"preempted; state saved to {manager.directory} at step "
+              f"{int(steps_done)}. Run the same command with --resume to continue.")
         sys.exit(PREEMPTED_EXIT_CODE)
 
     with strategy.scope():
@@ -162,8 +157,7 @@ def fit_multiworker(model, cfg: Config, strategy, own_dir: str, chief: bool, val
                 save_fn=lambda: manager.save(checkpoint_number=int(steps_done))))
     start_step = int(steps_done)
     if start_step:
-        print(f"vidgen: resumed from {manager.latest_checkpoint} (step {start_step}).",
-              flush=True)
+        log.info(f"resumed from {manager.latest_checkpoint} (step {start_step}).")
 
     contexts = []
 
@@ -175,9 +169,9 @@ def fit_multiworker(model, cfg: Config, strategy, own_dir: str, chief: bool, val
     pipeline = contexts[0]
     first = next(iter(make_dataset(cfg, "train", input_context=pipeline)))
     digest = hashlib.sha1(np.asarray(first[0]).tobytes()).hexdigest()[:12]
-    print(f"vidgen: this worker reads input pipeline {pipeline.input_pipeline_id} of "
+    log.info(f"this worker reads input pipeline {pipeline.input_pipeline_id} of "
           f"{pipeline.num_input_pipelines}, {pipeline.get_per_replica_batch_size(t.batch_size)}"
-          f" clips per step (first batch {digest})", flush=True)
+          f" clips per step (first batch {digest})")
 
     def replica_step(batch):
         return {k: tf.cast(v, tf.float32) for k, v in model.train_step(batch).items()}
@@ -221,8 +215,8 @@ def fit_multiworker(model, cfg: Config, strategy, own_dir: str, chief: bool, val
             callback_list.on_train_batch_end(batch, logs)
             if float(stop_flag):
                 stop = True
-                print(f"\nTime budget of {budget / 60:.1f} min reached on a worker; every "
-                      "worker stops after this step.", flush=True)
+                log.info(f"\nTime budget of {budget / 60:.1f} min reached on a worker; every "
+                      "worker stops after this step.")
                 break
         if chief:
             logs = {**logs, **validate(validation_step, val_ds)}
