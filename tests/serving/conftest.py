@@ -1,7 +1,14 @@
-"""Exported tiny models and running servers on free 127.0.0.1 ports."""
+"""Exported tiny models, running servers on free 127.0.0.1 ports, and waits without guesses.
+
+A test that needs a request in flight holds its model call (`Held`) instead of
+sending one it hopes is slow; a test that waits for the server polls with a
+deadline (`wait_for`). Neither depends on how fast the machine is.
+"""
 
 import os
 import shutil
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -12,9 +19,46 @@ MODEL = "vidgen"
 POLL = 0.1
 
 
+def wait_for(condition, timeout=60.0, step=0.02) -> bool:
+    """Polls `condition()` until it is true (True) or `timeout` seconds pass (False)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if condition():
+            return True
+        time.sleep(step)
+    return condition()
+
+
+class Held:
+    """A servable's `run` whose calls wait for `release`: requests stay in flight on demand.
+
+    Install it with `monkeypatch.setattr(servable, "run", Held(servable))`. `entered` is
+    set when a model call starts; `calls` counts them.
+
+    Args:
+        servable: the `serving.servable.Servable` whose calls are held.
+        timeout: seconds a call waits for `release` before failing the test.
+    """
+
+    def __init__(self, servable, timeout: float = 60.0):
+        self.run = servable.run
+        self.timeout = timeout
+        self.release = threading.Event()
+        self.entered = threading.Event()
+        self.calls = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, *args, **kwargs):
+        with self._lock:
+            self.calls += 1
+        self.entered.set()
+        assert self.release.wait(self.timeout), "a held model call was never released"
+        return self.run(*args, **kwargs)
+
+
 def make_run(path, seed: int) -> str:
     """A run directory like tests/export's `tiny_run`: a 16x16 model, weights perturbed."""
-    from vidgen.training.train import build_model
+    from vidgen.training.build import build_model
 
     cfg = tiny_run_config()
     model = build_model(cfg)

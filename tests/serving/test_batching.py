@@ -141,6 +141,7 @@ def test_per_model_file_is_read_from_the_version_directory(exported, tmp_path):
         Servable(MODEL, 1, version, Limits()).batching_options(server)
 
 
+@pytest.mark.slow
 def test_start_with_a_batching_parameters_file(exported, tmp_path, keras_models):
     """A real `vidgen-serve start` process: two requests return only if they share a call."""
     base = tmp_path / MODEL

@@ -1,4 +1,8 @@
-"""`vidgen-serve start` as a process (start-up, SIGTERM drain) and `vidgen-serve predict`."""
+"""`vidgen-serve start` as a process (start-up, SIGTERM drain) and `vidgen-serve predict`.
+
+The drain test holds its request's model call in the server process (gated_serve.py)
+until the drain has begun, so the request is in flight on any machine.
+"""
 
 import os
 import re
@@ -7,15 +11,16 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 
+import grpc
 import numpy as np
 import pytest
 
 from serving.cli import main
 from serving.client import PredictionClient
+from serving.errors import ServingError
 from tests.conftest import moving_square, write_mp4
-from tests.serving.conftest import MODEL, clip, copy_version
+from tests.serving.conftest import MODEL, clip, copy_version, wait_for
 
 
 def free_port() -> int:
@@ -26,12 +31,19 @@ def free_port() -> int:
 
 @pytest.fixture
 def served_process(exported, tmp_path):
+    """`vidgen-serve start` in a process whose model calls the test can hold (gated_serve).
+
+    Yields (process, gRPC port, banner lines, gate folder).
+    """
     base = tmp_path / MODEL
     os.makedirs(base)
     copy_version(exported, base, 1)
-    env = dict(os.environ, PYTHONPATH=os.getcwd(), TF_CPP_MIN_LOG_LEVEL="2")
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    env = dict(os.environ, PYTHONPATH=os.getcwd(), TF_CPP_MIN_LOG_LEVEL="2",
+               VIDGEN_TEST_GATE=str(gate))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "serving.cli", "start", "--model_base_path", str(base),
+        [sys.executable, "-m", "tests.serving.gated_serve", "start", "--model_base_path", str(base),
          "--model_name", MODEL, "--port", "0", "--rest_api_port", str(free_port()),
          "--file_system_poll_wait_seconds", "0.1"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
@@ -45,19 +57,44 @@ def served_process(exported, tmp_path):
         if "not implemented from TF Serving" in line:
             break
     assert port is not None, "".join(lines)
-    yield proc, port, lines
+    yield proc, port, lines, gate
     if proc.poll() is None:
         proc.kill()
         proc.wait()
 
 
+def read_lines(proc, lines, wanted: str) -> threading.Event:
+    """Appends the process's output to `lines` on a thread; the event is set at `wanted`."""
+    seen = threading.Event()
+
+    def read():
+        for line in proc.stdout:
+            lines.append(line)
+            if wanted in line:
+                seen.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    return seen
+
+
+def refused(client) -> bool:
+    """True once the server refuses a status call (it stopped accepting RPCs)."""
+    try:
+        client.status()
+    except ServingError as e:
+        return e.code == grpc.StatusCode.UNAVAILABLE
+    return False
+
+
+@pytest.mark.slow
 def test_start_states_what_it_lacks_and_sigterm_drains(served_process):
-    proc, port, lines = served_process
+    proc, port, lines, gate = served_process
     banner = "".join(lines)
     assert "REST on 127.0.0.1:" in banner
     assert "version policy 'latest' only" in banner and "no SSL" in banner
     client = PredictionClient(f"127.0.0.1:{port}", MODEL, timeout=60, retries=8)
     assert client.predict(clip(1, 2), 1).shape == (1, 1, 16, 16, 1)   # waits for the model
+    stopping = read_lines(proc, lines, "finishing requests in flight")
     result = {}
 
     def long_request():
@@ -66,15 +103,26 @@ def test_start_states_what_it_lacks_and_sigterm_drains(served_process):
         except Exception as e:  # noqa: BLE001 - reported below
             result["error"] = e
 
+    (gate / "hold").touch()   # from now on the server holds each model call
     thread = threading.Thread(target=long_request)
     thread.start()
-    time.sleep(0.3)   # the request is in flight (it takes about 2 s)
-    proc.send_signal(signal.SIGTERM)
+    try:
+        # In flight: the server is computing it (and holds it until released).
+        assert wait_for(lambda: (gate / "entered").exists() or not thread.is_alive(), 60)
+        assert "error" not in result, result.get("error")
+        proc.send_signal(signal.SIGTERM)
+        assert stopping.wait(60), "".join(lines)
+        # The drain has begun: new calls are refused while the held one is still running.
+        with PredictionClient(f"127.0.0.1:{port}", MODEL, timeout=5, retries=0) as probe:
+            assert wait_for(lambda: refused(probe), 60)
+    finally:
+        (gate / "release").touch()
     thread.join(60)
     assert proc.wait(60) == 0
     assert "error" not in result, result.get("error")
     assert result["frames"].shape == (16, 1000, 16, 16, 1)
-    out = "".join(lines) + proc.stdout.read()
+    assert wait_for(lambda: any("stopped" in line for line in lines), 60)
+    out = "".join(lines)
     assert "finishing requests in flight" in out and "stopped" in out
     client.close()
 

@@ -2,7 +2,6 @@
 
 import json
 import threading
-import time
 from concurrent import futures
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -25,16 +24,22 @@ from serving.errors import ServingError
 
 class Fake(prediction_service_pb2_grpc.PredictionServiceServicer,
            model_service_pb2_grpc.ModelServiceServicer):
-    """Fails the first `fail` calls with `code`, then answers; records every deadline."""
+    """Fails the first `fail` calls with `code`, then answers; records every deadline.
 
-    def __init__(self, code=grpc.StatusCode.UNAVAILABLE, fail=0, delay=0.0):
-        self.code, self.fail, self.delay = code, fail, delay
+    With `hold`, each call waits for `release` first (the test sets it), so a call
+    outlives any client deadline whatever the machine's speed.
+    """
+
+    def __init__(self, code=grpc.StatusCode.UNAVAILABLE, fail=0, hold=False):
+        self.code, self.fail, self.hold = code, fail, hold
+        self.release = threading.Event()
         self.calls, self.deadlines, self.requests = 0, [], []
 
     def _answer(self, context, response):
         self.calls += 1
         self.deadlines.append(context.time_remaining())
-        time.sleep(self.delay)
+        if self.hold:
+            self.release.wait(60)
         if self.calls <= self.fail:
             context.abort(self.code, "fake failure")
         return response
@@ -118,9 +123,12 @@ def test_predict_sends_one_horizon_per_clip(fake_server):
 
 
 def test_deadline_exceeded(fake_server):
-    fake, client = fake_server(delay=0.5)
-    with pytest.raises(ServingError) as e:
-        client.predict(np.zeros((1, 1, 4, 4, 1), np.float32), 2, timeout=0.1)
+    fake, client = fake_server(hold=True)
+    try:
+        with pytest.raises(ServingError) as e:
+            client.predict(np.zeros((1, 1, 4, 4, 1), np.float32), 2, timeout=0.1)
+    finally:
+        fake.release.set()
     assert e.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
 
 

@@ -25,19 +25,12 @@ from serving.batching_parameters import BatchingOptions
 from serving.client import PredictionClient
 from serving.core import Limits
 from serving.errors import ServingError
-from tests.serving.conftest import MODEL, clip, copy_version, start_server
+from tests.serving.conftest import MODEL, Held, clip, copy_version, start_server, wait_for
 
 LIMIT = 2
 REQUEST_BYTES = 20 << 10    # a clip(8, 2) request (~16.5 KB) fits; two do not fit in flight
 IN_FLIGHT_BYTES = 24 << 10
 JSON_BYTES = 16 << 10       # a REST clip(1, 2) body is ~10 KB
-
-
-def wait_for(predicate, seconds: float = 20.0) -> None:
-    end = time.monotonic() + seconds
-    while not predicate():
-        assert time.monotonic() < end, "timed out waiting"
-        time.sleep(0.01)
 
 
 def make_server(exported, tmp_path, **kwargs):
@@ -59,22 +52,6 @@ def limited(exported, tmp_path_factory):
     server.stop(grace=5)
 
 
-class Held:
-    """The servable's run, held on `release` and counted."""
-
-    def __init__(self, servable):
-        self.run = servable.run
-        self.release = threading.Event()
-        self.calls = 0
-        self.lock = threading.Lock()
-
-    def __call__(self, key, arrays):
-        with self.lock:
-            self.calls += 1
-        assert self.release.wait(30)
-        return self.run(key, arrays)
-
-
 @pytest.fixture
 def held(limited, monkeypatch):
     servable = limited.core.models.resolve(MODEL)
@@ -82,7 +59,7 @@ def held(limited, monkeypatch):
     monkeypatch.setattr(servable, "run", hold)
     yield hold
     hold.release.set()
-    wait_for(lambda: limited.admission.requests == 0)
+    assert wait_for(lambda: limited.admission.requests == 0)
 
 
 def grpc_predict(server, batch=1):
@@ -120,7 +97,7 @@ def test_grpc_beyond_the_in_flight_limit_is_resource_exhausted_at_once(limited, 
     results = in_threads([lambda: grpc_predict(limited)] * (LIMIT + 3))
     refused = [results.get(timeout=20) for _ in range(3)]   # while LIMIT are held
     assert refused == [grpc.StatusCode.RESOURCE_EXHAUSTED] * 3
-    wait_for(lambda: held.calls == LIMIT)           # the admitted ones reach the model
+    assert wait_for(lambda: held.calls == LIMIT)   # the admitted ones reach the model
     held.release.set()
     assert [results.get(timeout=30) for _ in range(LIMIT)] == [(1, 1, 16, 16, 1)] * LIMIT
 
@@ -138,10 +115,10 @@ def test_rest_beyond_the_in_flight_limit_is_429_json(limited, held):
 
 def test_bytes_in_flight_limit(limited, held):
     big = in_threads([lambda: grpc_predict(limited, batch=8)])
-    wait_for(lambda: held.calls == 1)
+    assert wait_for(lambda: held.calls == 1)
     assert grpc_predict(limited, batch=8) == grpc.StatusCode.RESOURCE_EXHAUSTED
     small = in_threads([lambda: grpc_predict(limited, batch=1)])   # still fits
-    wait_for(lambda: held.calls == 2)
+    assert wait_for(lambda: held.calls == 2)
     held.release.set()
     assert big.get(timeout=30) == (8, 1, 16, 16, 1)
     assert small.get(timeout=30) == (1, 1, 16, 16, 1)
@@ -151,7 +128,7 @@ def test_cancelled_and_expired_requests_are_not_run(limited, held, monkeypatch):
     pool = ThreadPoolExecutor(1)   # one model thread: the second call queues behind the first
     monkeypatch.setattr(limited.core, "_pool", pool)
     first = in_threads([lambda: grpc_predict(limited)])
-    wait_for(lambda: held.calls == 1)
+    assert wait_for(lambda: held.calls == 1)
     channel = grpc.insecure_channel(f"127.0.0.1:{limited.port}")
     request = predict_pb2.PredictRequest()
     request.model_spec.name = MODEL
@@ -159,10 +136,10 @@ def test_cancelled_and_expired_requests_are_not_run(limited, held, monkeypatch):
     request.inputs[C.HORIZON].CopyFrom(tensors.to_proto(C.horizon_input(1, 1)))
     stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
     gone = stub.Predict.future(request)            # no deadline; the client goes away
-    wait_for(lambda: limited.admission.requests == 2 or gone.done())
+    assert wait_for(lambda: limited.admission.requests == 2 or gone.done())
     assert not gone.done(), gone.exception()
     gone.cancel()
-    wait_for(lambda: limited.admission.requests == 1)   # its handler let go at once
+    assert wait_for(lambda: limited.admission.requests == 1)   # its handler let go at once
     with pytest.raises(grpc.RpcError) as e:
         stub.Predict(request, timeout=0.5)          # expires while queued
     assert e.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
@@ -273,7 +250,7 @@ def test_batcher_drops_expired_and_cancelled_tasks_and_close_cancels_the_queue()
     queued = batcher.submit(("k",), options, run, x(5))
     closing = threading.Thread(target=batcher.close)
     closing.start()
-    wait_for(queued.cancelled)                       # close() cancels what is still queued
+    assert wait_for(queued.cancelled)                # close() cancels what is still queued
     release.set()
     closing.join(30)
     assert third.result(30)["y"][0, 0] == 4 and ran.empty()

@@ -23,8 +23,8 @@ from serving.cli import main
 from serving.client import RestPredictionClient
 from serving.errors import ConfigFileError, ServingError
 from serving.server import Server
-from tests.serving.conftest import MODEL, POLL, clip, copy_version
-from tests.serving.test_versions import predict_request, wait_for
+from tests.serving.conftest import MODEL, POLL, clip, copy_version, wait_for
+from tests.serving.test_versions import predict_request
 
 Policy = FileSystemStoragePathSourceConfig.ServableVersionPolicy
 

@@ -13,8 +13,7 @@ from serving.cli import main
 from serving.client import PredictionClient, RestPredictionClient
 from serving.errors import ConfigFileError, ServingError
 from serving.server import Server
-from tests.serving.conftest import MODEL, POLL, clip, copy_version
-from tests.serving.test_versions import wait_for
+from tests.serving.conftest import MODEL, POLL, Held, clip, copy_version, wait_for
 
 
 def get(port, path):
@@ -115,9 +114,12 @@ def test_scrape_counts_exactly_the_requests_answered(monitored):
         labels(model_path=path, status="OK"): 1}
 
 
-def test_requests_in_flight(monitored):
+def test_requests_in_flight(monitored, monkeypatch):
     server, _ = monitored
     key = labels(model_name=MODEL, API="Predict", entrypoint="GRPC")
+    servable = server.core.models.resolve(MODEL)
+    held = Held(servable)   # in flight until released, however fast the model runs
+    monkeypatch.setattr(servable, "run", held)
     result = {}
 
     def long_request():
@@ -130,6 +132,7 @@ def test_requests_in_flight(monitored):
         assert wait_for(lambda: scrape(server).get(":vidgen:serving:requests_in_flight", {})
                         .get(key) == 1, 30)
     finally:
+        held.release.set()
         thread.join(60)
     assert result["frames"].shape[:2] == (16, 1000)
     assert scrape(server)[":vidgen:serving:requests_in_flight"][key] == 0

@@ -1,4 +1,10 @@
-"""Version directories: rollover and removal under load, broken versions, in-flight requests."""
+"""Version directories: rollover and removal under load, broken versions, in-flight requests.
+
+Nothing here depends on the machine's speed: scans are counted (`Listings`) instead of
+waited for, a copy still writing changes a file before every scan instead of racing the
+poller, a request in flight is held on an event (`Held`), and every wait polls with a
+deadline.
+"""
 
 import os
 import shutil
@@ -12,18 +18,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from export import contract as C
+from serving import manager as manager_module
 from serving import tensors
 from serving.client import PredictionClient
-from tests.serving.conftest import MODEL, clip, copy_version, start_server
-
-
-def wait_for(condition, timeout=60.0, step=0.02):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if condition():
-            return True
-        time.sleep(step)
-    return False
+from tests.serving.conftest import MODEL, Held, clip, copy_version, start_server, wait_for
 
 
 def served_version(server):
@@ -49,6 +47,33 @@ def fresh_server(base):
     assert server.wait_for_model(60)
     yield server
     server.stop(grace=5)
+
+
+class Listings:
+    """Counts the scans of one version directory (`manager.snapshot` calls on it).
+
+    Args:
+        monkeypatch: the test's monkeypatch; `undo()` ends the counting.
+        path: the version directory.
+        before: called before each listing of `path` (e.g. a copy still writing).
+    """
+
+    def __init__(self, monkeypatch, path: str, before=None):
+        self.path, self.before, self.count = path, before, 0
+        self._real = manager_module.snapshot
+        monkeypatch.setattr(manager_module, "snapshot", self._snapshot)
+
+    def _snapshot(self, path):
+        if path == self.path:
+            if self.before is not None:
+                self.before()
+            self.count += 1
+        return self._real(path)
+
+    def wait(self, n: int) -> bool:
+        """Waits until `n` more scans finished (the one after them has begun)."""
+        end = self.count + n + 1
+        return wait_for(lambda: self.count >= end, 60)
 
 
 def predict_request(context, horizon):
@@ -88,7 +113,9 @@ def test_rollover_under_16_concurrent_clients(exported, keras_models, base, fres
         # A plain, non-atomic copy: the server must wait until the files stop changing.
         copy_version(exported, base, 2)
         assert wait_for(lambda: all(r and r[-1][0] == 2 for r in results), 60)
-        time.sleep(0.2)
+        # Keep going after the rollover: every client answers twice more.
+        counts = [len(r) for r in results]
+        assert wait_for(lambda: all(len(r) >= n + 2 for r, n in zip(results, counts)), 60)
     finally:
         stop.set()
         for t in threads:
@@ -102,9 +129,11 @@ def test_rollover_under_16_concurrent_clients(exported, keras_models, base, fres
     assert states(server)[1]["state"] == "END" and states(server)[2]["state"] == "AVAILABLE"
 
 
-def test_half_copied_version_is_never_served(exported, base, fresh_server):
+def test_half_copied_version_is_never_served(exported, base, fresh_server, monkeypatch):
     server = fresh_server
+    manager = server.core.models.manager(MODEL)
     src, dst = os.path.join(exported["store"], "2"), os.path.join(base, "2")
+    listings = Listings(monkeypatch, dst)
     os.makedirs(dst)
     # Only the graph so far: stable across polls, but its variables are missing.
     shutil.copy(os.path.join(src, "saved_model.pb"), dst)
@@ -114,43 +143,40 @@ def test_half_copied_version_is_never_served(exported, base, fresh_server):
     assert served_version(server) == 1
     with PredictionClient(f"127.0.0.1:{server.port}", MODEL) as c:
         assert c.predict(clip(1, 2), 1).shape == (1, 1, 16, 16, 1)
-    # It is not retried while its files stay the same ...
-    time.sleep(0.5)
+    # It is not retried while its files stay the same (three more scans) ...
+    failed_since = manager.version_state(2).since
+    assert listings.wait(3)
     assert states(server)[2]["state"] == "END" and served_version(server) == 1
+    assert manager.version_state(2).since == failed_since   # no new load attempt
     # ... and is loaded once the copy completes.
     shutil.copytree(src, dst, dirs_exist_ok=True)
     assert wait_for(lambda: served_version(server) == 2, 60)
     assert states(server)[2]["state"] == "AVAILABLE"
 
 
-def test_files_still_changing_are_not_loaded(exported, base, fresh_server):
+def test_files_still_changing_are_not_loaded(exported, base, fresh_server, monkeypatch):
     server = fresh_server
     dst = os.path.join(base, "3")
     shutil.copytree(os.path.join(exported["store"], "2"), dst)
-    # Keep touching a file much faster than the poll interval: never two equal listings.
-    # A thread of its own, so the status calls below cannot delay a write.
+    # A copy still writing: a file changes before every scan, so no two listings are equal
+    # however the scans and this test are scheduled.
     marker = os.path.join(dst, "assets.extra", "copying")
-    writing = threading.Event()
+    written = []
 
     def write():
-        n = 0
-        while not writing.is_set():
-            with open(marker, "w") as f:
-                f.write("x" * n)
-            n += 1
-            writing.wait(0.01)
+        with open(marker, "w") as f:
+            f.write("x" * len(written))   # a new size: a new listing at any mtime resolution
+        written.append(marker)
 
-    writer = threading.Thread(target=write)
-    writer.start()
-    try:
-        end = time.monotonic() + 1.0
-        while time.monotonic() < end:
-            assert 3 not in states(server), "a directory still being written was loaded"
-            time.sleep(0.05)
-    finally:
-        writing.set()
-        writer.join()
+    def five_scans_and_never_loaded():
+        assert 3 not in states(server), "a directory still being written was loaded"
+        return len(written) >= 5
+
+    Listings(monkeypatch, dst, before=write)
+    assert wait_for(five_scans_and_never_loaded, 60)
+    assert 3 not in states(server), "a directory still being written was loaded"
     assert served_version(server) == 1
+    monkeypatch.undo()   # the copy is done
     assert wait_for(lambda: served_version(server) == 3, 60)
 
 
@@ -167,20 +193,15 @@ def test_corrupt_version_keeps_the_old_one_serving(exported, base, fresh_server)
     assert states(server)[1]["state"] == "AVAILABLE"
 
 
-def test_in_flight_request_finishes_on_its_version(exported, keras_models, base, fresh_server):
+def test_in_flight_request_finishes_on_its_version(exported, keras_models, base, fresh_server,
+                                                    monkeypatch):
     server = fresh_server
     manager = server.core.models.manager(MODEL)
     # Hold version 1's model call until version 2 serves, so the swap happens while the
     # request is in flight whatever the machine's speed.
     v1 = manager.handle(1)
-    run, entered, swapped_in = v1.run, threading.Event(), threading.Event()
-
-    def held_run(*args, **kwargs):
-        entered.set()
-        assert swapped_in.wait(60)
-        return run(*args, **kwargs)
-
-    v1.run = held_run
+    held = Held(v1)
+    monkeypatch.setattr(v1, "run", held)
     context, result = clip(2, 3, seed=6), {}
 
     def request():
@@ -190,13 +211,13 @@ def test_in_flight_request_finishes_on_its_version(exported, keras_models, base,
     thread = threading.Thread(target=request)
     thread.start()
     try:
-        assert entered.wait(30)
+        assert held.entered.wait(30)
         started = time.monotonic()
         copy_version(exported, base, 2)
         assert wait_for(lambda: served_version(server) == 2, 60)
         assert manager.version_state(1).state == "END"   # unloaded, yet still answering
     finally:
-        swapped_in.set()
+        held.release.set()
         thread.join(90)
     swapped = manager.version_state(2).since
     assert started < swapped
@@ -308,7 +329,6 @@ def test_only_canonical_version_names_serve(exported, tmp_path, caplog):
 
 
 def test_a_failing_poll_is_logged_and_polling_goes_on(exported, base, monkeypatch, caplog):
-    from serving import manager as manager_module
     from serving.core import Limits
 
     calls = []

@@ -1,4 +1,5 @@
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -11,9 +12,13 @@ import pytest
 from tests.tiny import set_flags, tiny_overrides, tiny_run_config
 from vidgen.errors import VidgenError
 from vidgen.training.backup import seed_generators
-from vidgen.training.train import build_model, compile_model, train
+from vidgen.training.build import build_model, compile_model
+from vidgen.training.train import train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+# Each test trains several epochs (one in a process it kills): 15-45 s on 2 cores.
+pytestmark = pytest.mark.slow
 
 
 def _train_command(run: str, epochs: int, steps: int) -> list[str]:
@@ -23,6 +28,15 @@ def _train_command(run: str, epochs: int, steps: int) -> list[str]:
     return command + set_flags(overrides)
 
 
+def _epochs_logged(path: str) -> int:
+    """Complete rows of history.csv (CSVLogger writes one at the end of every epoch)."""
+    try:
+        with open(path) as f:
+            return max(0, f.read().count("\n") - 1)   # the header is a line too
+    except FileNotFoundError:
+        return 0
+
+
 def test_sigkill_mid_epoch_then_the_same_command_resumes(tmp_path):
     run = str(tmp_path / "run")
     command = _train_command(run, epochs=3, steps=40)
@@ -30,11 +44,16 @@ def test_sigkill_mid_epoch_then_the_same_command_resumes(tmp_path):
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True)
     state = os.path.join(run, "backup", "state.json")
-    deadline = time.time() + 300
-    while not os.path.isfile(state) and time.time() < deadline and process.poll() is None:
-        time.sleep(0.05)
-    assert os.path.isfile(state), process.communicate()[0][-3000:]
-    time.sleep(0.5)  # well inside the second epoch (40 steps)
+    history_csv = os.path.join(run, "logs", "history.csv")
+    # Epoch 1 is over once its history row is written (after its backup): the run is
+    # then in its last epoch-end callbacks or in epoch 2, whose 40 steps take far longer
+    # than this poll, on any machine.
+    deadline = time.monotonic() + 300
+    while (_epochs_logged(history_csv) < 1 and time.monotonic() < deadline
+           and process.poll() is None):
+        time.sleep(0.005)
+    assert _epochs_logged(history_csv) == 1 and os.path.isfile(state), \
+        process.communicate()[0][-3000:]
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert process.returncode == -signal.SIGKILL
@@ -44,8 +63,9 @@ def test_sigkill_mid_epoch_then_the_same_command_resumes(tmp_path):
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True,
                             timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "resumed from" in result.stdout and "epoch 1" in result.stdout
-    history = open(os.path.join(run, "logs", "history.csv")).read().splitlines()
+    output = result.stdout + result.stderr   # the library's log lines go to stderr
+    assert "resumed from" in output and "epoch 1" in output
+    history = open(history_csv).read().splitlines()
     epochs = [line.split(",")[0] for line in history[1:]]
     assert epochs[-2:] == ["1", "2"] and "0" in epochs
     assert json.load(open(state))["epoch"] == 3
@@ -69,7 +89,7 @@ def test_backup_restores_optimizer_steps_and_rng_state(tmp_path):
     assert restored == state["seeds"] and any(v != [0, 0] for v in restored.values())
 
 
-def test_corrupt_latest_backup_falls_back_and_none_readable_is_an_error(tmp_path, capsys):
+def test_corrupt_latest_backup_falls_back_and_none_readable_is_an_error(tmp_path, caplog):
     cfg = tiny_run_config(**{"train.epochs": 2})
     run = str(tmp_path / "run")
     train(cfg, run, evaluate_after=False)
@@ -82,8 +102,9 @@ def test_corrupt_latest_backup_falls_back_and_none_readable_is_an_error(tmp_path
     cfg3 = tiny_run_config(**{"train.epochs": 3})
     cfg_path = os.path.join(run, "config.json")
     cfg3.to_json(cfg_path)
-    summary = train(None, run, resume=True, evaluate_after=False)
-    out = capsys.readouterr().out
+    with caplog.at_level(logging.INFO, logger="vidgen"):
+        summary = train(None, run, resume=True, evaluate_after=False)
+    out = caplog.text
     assert "epoch-0002.weights.h5 could not be loaded" in out
     assert "resumed from" in out and "(epoch 1)" in out
     assert summary["epochs_run"] == 2  # epochs 2 and 3 again, from the good backup

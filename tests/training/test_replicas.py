@@ -8,6 +8,7 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["sdna", "cdna", "gan"])
 def test_one_and_two_replicas_give_the_same_loss_and_gradients(mode):
     """MirroredStrategy over two logical CPUs vs the default strategy, same global batch.
