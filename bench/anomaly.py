@@ -48,7 +48,9 @@ import numpy as np
 from bench.run import git_commit, machine_info
 from vidgen.errors import VidgenError
 from vidgen.fileio import write_json_atomic
-from vidgen.score import FrameReader, conformed_frames, plot_scores, score_frames
+from vidgen.run_dir import load_run
+from vidgen.score import FrameReader, conformed_frames, score_frames
+from vidgen.score_plot import plot_scores
 
 KINDS = ("object", "jump", "reverse")
 OBJECT_FRAMES = 10
@@ -243,8 +245,6 @@ def aucs(score, copy_score, labels, kinds) -> dict[str, Any]:
 def benchmark(run_dir: str, videos: Sequence[str], out_dir: str, seed: int = 0,
               context: int = 0, max_frames: int = 0) -> dict[str, Any]:
     """Injects, scores and measures every video; writes anomaly.json, anomaly.md and plots."""
-    from vidgen.run_dir import load_run
-
     cfg, model = load_run(run_dir)
     context = context or cfg.data.context
     size, channels = model.frame_size, model.channels

@@ -37,7 +37,16 @@ import time
 from typing import Any, Optional
 
 import keras
+import tensorflow as tf
 from keras import ops
+
+from vidgen.cli_common import run_command
+from vidgen.config import apply_overrides
+from vidgen.data.pipeline import make_dataset
+from vidgen.fileio import write_json_atomic
+from vidgen.presets import get_preset
+from vidgen.run_dir import RunPaths, prepare_run_dir, save_model
+from vidgen.training import callbacks as cb
 
 TUTORIAL_TRAIN = {"train.batch_size": 5, "train.learning_rate": 1e-3,
                   "train.lr_schedule": "constant", "train.warmup_steps": 0,
@@ -235,9 +244,6 @@ def teacher_forcing(context, target):
 def tutorial_config(data: str, overrides=(), budget_minutes: float = 0.0,
                     max_steps: int = 0):
     """The vidgen Config of a tutorial run: the quick preset's data, the tutorial's training."""
-    from vidgen.config import apply_overrides
-    from vidgen.presets import get_preset
-
     steps = [f"{k}={v}" for k, v in TUTORIAL_TRAIN.items()]
     if max_steps:
         steps += ["train.epochs=1", f"train.steps_per_epoch={max_steps}"]
@@ -251,14 +257,6 @@ def train_tutorial(cfg, run_dir: str) -> dict[str, Any]:
     """Fits a TutorialConvLSTM for `cfg.train`'s budget; writes config.json, model.keras,
     training.json (the keys `vidgen train` writes) into `run_dir`.
     """
-    import tensorflow as tf
-
-    from vidgen.data.pipeline import make_dataset
-    from vidgen.fileio import write_json_atomic
-    from vidgen.run_dir import RunPaths, save_model
-    from vidgen.training import callbacks as cb
-    from vidgen.training.train import prepare_run_dir
-
     cfg = prepare_run_dir(cfg, run_dir, resume=False)
     t, d = cfg.train, cfg.data
     keras.utils.set_random_seed(t.seed)
@@ -277,7 +275,8 @@ def train_tutorial(cfg, run_dir: str) -> dict[str, Any]:
                         callbacks=[budget, throughput, _StepLog()], shuffle=False,
                         verbose=0)
     seconds = time.perf_counter() - start
-    save_model(model, RunPaths(run_dir).model)
+    paths = RunPaths(run_dir)
+    save_model(model, paths.model)
     losses = history.history.get("loss", [])
     summary = {
         "epochs_run": len(losses),
@@ -290,13 +289,11 @@ def train_tutorial(cfg, run_dir: str) -> dict[str, Any]:
         "total_train_seconds": round(seconds, 1),
         "mean_training_loss": float(losses[-1]) if losses else None,
     }
-    write_json_atomic(RunPaths(run_dir).training, summary)
+    write_json_atomic(paths.training, summary)
     return summary
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    from vidgen.cli import run_command
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True, help="prepared dataset (or another source)")
     parser.add_argument("--run-dir", required=True)

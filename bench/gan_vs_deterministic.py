@@ -19,16 +19,17 @@ import platform
 import numpy as np
 
 from vidgen import __version__, viz
+from vidgen.data.pipeline import make_dataset
 from vidgen.errors import VidgenError
 from vidgen.fileio import write_json_atomic
+from vidgen.run_dir import RunPaths, load_run, read_json
 
 
 def read_metrics(run: str) -> dict:
-    path = os.path.join(run, "metrics.json")
-    if not os.path.isfile(path):
+    metrics = read_json(RunPaths(run).metrics)
+    if metrics is None:
         raise VidgenError(f"{run!r} has no metrics.json: run `vidgen evaluate {run}` first.")
-    with open(path) as f:
-        return json.load(f)
+    return metrics
 
 
 def compare(det: dict, gan: dict) -> dict:
@@ -58,9 +59,6 @@ def compare(det: dict, gan: dict) -> dict:
 
 def side_by_side_gif(det_run: str, gan_run: str, path: str, clips: int, samples: int) -> str:
     """truth | deterministic | GAN | GAN samples for a few held-out clips, one GIF."""
-    from vidgen.data.pipeline import make_dataset
-    from vidgen.run_dir import load_run
-
     cfg, det = load_run(det_run)
     _, gan = load_run(gan_run)
     context, target = next(iter(make_dataset(cfg, "test", batch_size=clips)))

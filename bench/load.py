@@ -37,9 +37,12 @@ import threading
 import time
 import tracemalloc
 
+import grpc
 import numpy as np
 
 from bench.serving import export_quick, launch
+from serving.client import PredictionClient
+from serving.errors import ServingError
 from vidgen.fileio import write_json_atomic
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -82,11 +85,6 @@ def vm_kib(pid: int, field: str) -> int:
 
 
 def overload(port: int, seconds: float) -> dict:
-    import grpc
-
-    from serving.client import PredictionClient
-    from serving.errors import ServingError
-
     context = np.random.default_rng(0).random((1, 4, 64, 64, 1), dtype=np.float32)
     counts = {"ok": 0, "resource_exhausted": 0, "hangs": 0, "other_errors": 0}
     latencies, other, lock, stop = [], [], threading.Lock(), threading.Event()
@@ -143,8 +141,6 @@ def json_body(batch: int, frames: int) -> bytes:
 
 
 def slow_clients(proc, port: int, rest_port: int, seconds: float) -> dict:
-    from serving.client import PredictionClient
-
     line = f"POST /v1/models/{MODEL}:predict HTTP/1.1\r\nHost: x\r\n".encode()
     socks = [socket.create_connection(("127.0.0.1", rest_port), timeout=5)
              for _ in range(SLOW_CLIENTS)]
@@ -190,8 +186,6 @@ def slow_clients(proc, port: int, rest_port: int, seconds: float) -> dict:
 
 def memory(proc, port: int, rest_port: int, rounds: int) -> dict:
     """Peak RSS of a fresh server at maximum-size gRPC and JSON requests, LIMIT at a time."""
-    from serving.client import PredictionClient
-
     idle = vm_kib(proc.pid, "VmHWM")
     frames = ((REQUEST_MB << 20) - (64 << 10)) // (64 * 64 * 4)   # just under the limit
     big = np.random.default_rng(2).random((1, frames, 64, 64, 1), dtype=np.float32)
@@ -302,8 +296,6 @@ def main() -> None:
         base = os.path.dirname(export_quick(tmp))
         proc, port, rest_port = start(base)
         try:
-            from serving.client import PredictionClient
-
             with PredictionClient(f"127.0.0.1:{port}", MODEL, timeout=120, retries=8) as c:
                 c.predict(np.zeros((1, 2, 64, 64, 1), np.float32), 1)   # loaded and warm
             results["memory"] = memory(proc, port, rest_port, 1 if args.smoke else 3)

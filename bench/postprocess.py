@@ -16,15 +16,22 @@ L2 and the L1 loss in copies of one run) is labelled with its loss.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 
+import matplotlib
+import matplotlib.pyplot as plt
 import numpy as np
 
 from vidgen import __version__
+from vidgen.data.pipeline import make_dataset
 from vidgen.errors import VidgenError
 from vidgen.fileio import write_json_atomic
+from vidgen.postprocess import denoise, interpolate
+from vidgen.postprocess.training import load_denoiser
+from vidgen.run_dir import RunPaths, load_run, read_json
+
+matplotlib.use("Agg")   # the figures are files: no display needed
 
 WHERE = {"denoise": ("generated", "noisy_truth"), "interpolate": ("real", "generated")}
 
@@ -32,12 +39,9 @@ WHERE = {"denoise": ("generated", "noisy_truth"), "interpolate": ("real", "gener
 def _label(run: str, name: str, several: bool) -> str:
     if not (several and name == "denoise:learned"):
         return name
-    path = os.path.join(run, "denoiser.json")
-    loss = "?"
-    if os.path.isfile(path):
-        with open(path) as f:
-            loss = json.load(f).get("loss", "?")
-    return f"{name} ({loss})"
+    # The denoiser's training summary sits beside it: same name, .json.
+    summary = read_json(RunPaths(run).denoiser_summary, {})
+    return f"{name} ({summary.get('loss', '?')})"
 
 
 def collect(runs: list[str]) -> list[dict]:
@@ -69,12 +73,11 @@ def collect(runs: list[str]) -> list[dict]:
 
 
 def _section(run: str) -> dict:
-    path = os.path.join(run, "metrics.json")
-    if not os.path.isfile(path):
+    path = RunPaths(run).metrics
+    report = read_json(path)
+    if report is None:
         raise VidgenError(f"{run!r} has no metrics.json: run `vidgen evaluate {run} "
                           "--postprocess all` first.")
-    with open(path) as f:
-        report = json.load(f)
     if "postprocess" not in report:
         raise VidgenError(f"{path!r} has no postprocess section: run `vidgen evaluate {run} "
                           "--postprocess all`.")
@@ -94,11 +97,6 @@ def markdown(rows: list[dict]) -> str:
 
 def bar_chart(rows: list[dict], path: str) -> str:
     """Change in PSNR, change in SSIM and ms per frame of every step, one panel each."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     main = [r for r in rows if (r["on"], r["step"].split(":")[0]) in
             (("generated", "denoise"), ("real", "interpolate"))]
     labels = [f"{r['step']}\n({'generated' if r['on'] == 'generated' else 'real, K=2'})"
@@ -133,16 +131,6 @@ def bar_chart(rows: list[dict], path: str) -> str:
 
 def examples(runs: list[str], path: str, clip: int = 0) -> str:
     """Frames of one held-out test clip under every step, a labelled grid."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from vidgen.data.pipeline import make_dataset
-    from vidgen.postprocess import denoise, interpolate
-    from vidgen.postprocess.training import load_denoiser
-    from vidgen.run_dir import load_run
-
     cfg, model = load_run(runs[0])
     context, target = next(iter(make_dataset(cfg, "test", batch_size=clip + 1)))
     context, target = np.asarray(context)[clip], np.asarray(target)[clip]
@@ -150,7 +138,7 @@ def examples(runs: list[str], path: str, clip: int = 0) -> str:
     rows = [("truth", target), ("prediction", pred),
             ("+ nlmeans", denoise(pred, "nlmeans")), ("+ median", denoise(pred, "median"))]
     for run in runs:
-        if os.path.isfile(os.path.join(run, "denoiser.keras")):
+        if os.path.isfile(RunPaths(run).denoiser):
             label = _label(run, "denoise:learned", len(runs) > 1).replace("denoise:", "+ ")
             rows.append((label, denoise(pred, "learned", load_denoiser(run))))
     real = np.concatenate([context, target])

@@ -17,7 +17,12 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any, Optional
 
-from vidgen import fileio
+import matplotlib
+import matplotlib.pyplot as plt
+
+from vidgen import fileio, viz
+
+matplotlib.use("Agg")   # the plots are files: no display needed
 
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 MODEL_ORDER = ("quick", "quick_unfloored", "gan", "gan_unfloored", "tutorial", "copy_last",
@@ -96,17 +101,7 @@ def _minutes(seconds) -> str:
 
 # ------------------------------------------------------------------- plots
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _save(fig, path: str) -> str:
-    plt = _pyplot()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = f"{path}.tmp-{os.getpid()}.png"
     fig.tight_layout()
@@ -117,8 +112,6 @@ def _save(fig, path: str) -> str:
 
 
 def plot_quality(quality: Mapping[str, Any], metric: str, ylabel: str, path: str) -> str:
-    from vidgen import viz
-
     curves = {LABELS[k]: quality["rows"][k][metric]["per_step"] for k in MODEL_ORDER
               if k in quality["rows"]}
     return viz.plot_curves(path, curves, title=f"{ylabel} per predicted frame "
@@ -126,7 +119,6 @@ def plot_quality(quality: Mapping[str, Any], metric: str, ylabel: str, path: str
 
 
 def plot_cost_vs_length(scaling: Mapping[str, Any], path: str) -> str:
-    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
     for name, values in scaling["ms_per_frame"].items():
         ax.plot(scaling["lengths"], values, marker="o", label=name)
@@ -143,7 +135,6 @@ def plot_cost_vs_length(scaling: Mapping[str, Any], path: str) -> str:
 
 def plot_bars(values: Mapping[str, float], xlabel: str, title: str, path: str,
               log: bool = True) -> str:
-    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 0.5 * len(values) + 1.2), dpi=100)
     names = list(values)[::-1]
     ax.barh(names, [values[n] for n in names])

@@ -39,11 +39,29 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from importlib import metadata
 from typing import Any, Optional
 
 import numpy as np
+import tensorflow as tf
 
+import bench.baselines  # noqa: F401  (registers TutorialConvLSTM for loading)
+from bench import report as R
 from bench import speed as S
+from bench.data_pipeline import pipeline_throughput
+from bench.gan_vs_deterministic import compare
+from export.report import build_report
+from export.runner import StepRunner
+from export.savedmodel import export_savedmodel
+from export.tflite import load_clips
+from vidgen import __version__, viz
+from vidgen.config import Config, apply_overrides
+from vidgen.data.prepared import prepare
+from vidgen.errors import VidgenError
+from vidgen.evaluate import evaluate
+from vidgen.fileio import write_json_atomic
+from vidgen.presets import get_preset
+from vidgen.run_dir import RunPaths, load_run
 
 ROOT = S.ROOT
 MODELS = ("quick", "gan", "tutorial")
@@ -159,11 +177,7 @@ def machine_info() -> dict[str, Any]:
 
 
 def versions() -> dict[str, Optional[str]]:
-    from importlib import metadata
-
-    import vidgen
-
-    out = {"python": platform.python_version(), "vidgen": vidgen.__version__}
+    out = {"python": platform.python_version(), "vidgen": __version__}
     for name in ("tensorflow", "keras", "ai-edge-litert", "numpy"):
         try:
             out[name] = metadata.version(name)
@@ -194,7 +208,7 @@ def parse_runs(items: Sequence[str]) -> dict[str, str]:
         if not sep or name not in MODELS:
             raise BenchError(f"--runs takes NAME=RUN_DIR with NAME one of {', '.join(MODELS)}. "
                              f"Received: {item!r}")
-        if not os.path.isfile(os.path.join(path, "model.keras")):
+        if not os.path.isfile(RunPaths(path).model):
             raise BenchError(f"--runs {name}: {path!r} is not a finished run directory "
                              "(no model.keras).")
         runs[name] = path
@@ -204,9 +218,6 @@ def parse_runs(items: Sequence[str]) -> dict[str, str]:
 # ------------------------------------------------------------------ phases
 
 def base_config(source: str, settings: Settings):
-    from vidgen.config import apply_overrides
-    from vidgen.presets import get_preset
-
     return apply_overrides(get_preset("quick"), [f"data.source={source}",
                                                  *settings.data_overrides])
 
@@ -219,9 +230,6 @@ DATASET_OVERRIDES = {"moving_mnist": ("data.min_digits=2", "data.max_digits=2")}
 def prepare_shards(source: str, shards: str, settings: Settings,
                    dataset: str = "digits") -> dict[str, Any]:
     """`vidgen data prepare SOURCE --preset quick` (reused when already there)."""
-    from vidgen.config import apply_overrides
-    from vidgen.data.prepared import prepare
-
     start = time.perf_counter()
     cfg = apply_overrides(base_config(source, settings), list(DATASET_OVERRIDES.get(dataset, ())))
     manifest = prepare(cfg.data, shards, progress=sys.stdout.isatty())
@@ -263,9 +271,7 @@ def train(kind: str, shards: str, run_dir: str, settings: Settings,
 
 def check_compatible(name: str, run_dir: str, settings: Settings, source: str) -> None:
     """A reused run must predict the frames the benchmark scores."""
-    from vidgen.config import Config
-
-    cfg = Config.from_json(os.path.join(run_dir, "config.json")).data
+    cfg = Config.from_json(RunPaths(run_dir).config).data
     want = base_config(source, settings).data
     got_shape = (cfg.frame_size, cfg.channels, cfg.context, cfg.horizon)
     want_shape = (want.frame_size, want.channels, want.context, want.horizon)
@@ -276,8 +282,6 @@ def check_compatible(name: str, run_dir: str, settings: Settings, source: str) -
 
 def evaluate_model(kind: str, run_dir: str, shards: str, out_dir: str,
                    settings: Settings) -> dict[str, Any]:
-    from vidgen.evaluate import evaluate
-
     return evaluate(run_dir, data=shards, max_clips=settings.test_clips,
                     batch_size=settings.eval_batch, progress=sys.stdout.isatty(),
                     num_samples=settings.gan_samples if kind == "gan" else None,
@@ -296,8 +300,6 @@ def same_clips(reports: dict[str, dict]) -> None:
 
 def quality_section(reports: dict[str, dict], trainings: dict[str, dict]) -> dict[str, Any]:
     """Overall and per-step metrics of every model and baseline, and the headline ratios."""
-    from bench.gan_vs_deterministic import compare
-
     first = next(iter(reports.values()))
     metrics = ("mse", "mae", "psnr", "ssim", "ssim_uniform7", "sharpness")
     rows: dict[str, dict[str, Any]] = {}
@@ -346,9 +348,6 @@ def quality_ratios(q: dict[str, Any]) -> dict[str, float]:
 
 def sample_strip(models: dict[str, Any], shards: str, settings: Settings, path: str) -> str:
     """A PNG: per clip, rows truth | quick | gan | tutorial (context then prediction)."""
-    from export.tflite import load_clips
-    from vidgen import viz
-
     cfg = base_config(shards, settings)
     clips = load_clips(cfg, "test", settings.sample_clips)
     context = cfg.data.context
@@ -398,11 +397,6 @@ def training_speed(q: dict[str, Any], step_gflops: dict[str, float],
 def inference_speed(models: dict[str, Any], runs: dict[str, str], shards: str,
                     settings: Settings, work: str, phases: Phases) -> dict[str, Any]:
     """Per-frame latency: Keras (every model), SavedModel and TFLite (quick)."""
-    import tensorflow as tf
-
-    from export.report import build_report
-    from export.savedmodel import export_savedmodel
-
     cfg = base_config(shards, settings)
     context, horizon = cfg.data.context, cfg.data.horizon
     out: dict[str, Any] = {"keras": {}}
@@ -445,10 +439,6 @@ def inference_speed(models: dict[str, Any], runs: dict[str, str], shards: str,
 def length_scaling(models: dict[str, Any], tflite_step: Optional[str], shards: str,
                    settings: Settings) -> dict[str, Any]:
     """Per-frame cost at clip length T: streaming steps vs re-running the whole clip."""
-    import tensorflow as tf
-
-    from export.runner import StepRunner
-
     cfg = base_config(shards, settings)
     s, c = cfg.data.frame_size, cfg.data.channels
     lengths = settings.lengths
@@ -567,12 +557,6 @@ def headline(results: dict[str, Any]) -> dict[str, Any]:
 # -------------------------------------------------------------------- main
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    import bench.baselines  # noqa: F401  (registers TutorialConvLSTM for loading)
-    from bench import report as R
-    from bench.data_pipeline import pipeline_throughput
-    from vidgen.fileio import write_json_atomic
-    from vidgen.run_dir import load_run
-
     settings = smoke_settings() if args.smoke else full_settings(args.budget_min,
                                                                  args.test_clips)
     reused = parse_runs(args.runs)
@@ -757,8 +741,6 @@ def main(argv: Optional[list[str]] = None) -> int:
         args.readme = ""
     if args.smoke and default_out:
         raise SystemExit("--smoke never writes into bench/: choose another --out.")
-    from vidgen.errors import VidgenError
-
     try:
         run(args)
     except (BenchError, VidgenError) as e:

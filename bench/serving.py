@@ -26,26 +26,28 @@ import threading
 import time
 
 import numpy as np
+import tensorflow as tf
 
+from export.savedmodel import export_savedmodel
+from serving.client import PredictionClient
 from vidgen import __version__
 from vidgen.fileio import write_json_atomic
+from vidgen.presets import get_preset
+from vidgen.run_dir import RunPaths, save_model
+from vidgen.training.build import build_model
 
 CONTEXT, HORIZON, CONCURRENCY = 10, 10, (1, 4, 16)
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def export_quick(tmp: str) -> str:
-    from export.savedmodel import export_savedmodel
-    from vidgen.presets import get_preset
-    from vidgen.training.train import build_model
-
     cfg = get_preset("quick")
     model = build_model(cfg)
-    run = os.path.join(tmp, "run")
-    os.makedirs(run)
-    cfg.to_json(os.path.join(run, "config.json"))
-    model.save(os.path.join(run, "model.keras"))
-    return export_savedmodel(run, os.path.join(tmp, "models"), "vidgen", 1)
+    run = RunPaths(os.path.join(tmp, "run"))
+    os.makedirs(run.root)
+    cfg.to_json(run.config)
+    save_model(model, run.model)
+    return export_savedmodel(run.root, os.path.join(tmp, "models"), "vidgen", 1)
 
 
 def summarize(latencies: list[float], seconds: float) -> dict:
@@ -93,8 +95,6 @@ def drive(call, clients: int, seconds: float) -> dict:
 
 def baseline(path: str, seconds: float, threads: bool) -> dict:
     """The SavedModel signature called in this process (no server, no serialization)."""
-    import tensorflow as tf
-
     fn = tf.saved_model.load(path).signatures["serving_default"]
     context = np.random.default_rng(0).random((1, CONTEXT, 64, 64, 1), dtype=np.float32)
 
@@ -151,8 +151,6 @@ def main() -> None:
     if args.baseline:
         print(json.dumps(baseline(args.baseline, args.seconds, args.threads)))
         return
-
-    from serving.client import PredictionClient
 
     rng = np.random.default_rng(0)
     context = rng.random((1, CONTEXT, 64, 64, 1), dtype=np.float32)

@@ -15,15 +15,20 @@ process and writes the peak to FILE at exit. `python -m bench.speed memory
     python -m bench.speed memory keras RUN_DIR          # + a Keras rollout, batch 1
     python -m bench.speed memory litert step.tflite     # LiteRT alone (no TensorFlow), 30 steps
 
-This module imports TensorFlow only inside functions, so the LiteRT probe
-stays a LiteRT-only process, as on a device.
+This module imports TensorFlow, and the modules that import it
+(vidgen.evaluate, vidgen.run_dir, bench.baselines), only inside functions:
+the LiteRT probe stays a LiteRT-only process, as on a device, and a child
+run under `peak` holds only what it imports itself. The LiteRT interpreter
+is imported only by the LiteRT probe, for the same reason.
 """
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import resource
+import runpy
 import subprocess
 import sys
 import tempfile
@@ -32,6 +37,8 @@ from collections.abc import Callable, Sequence
 from typing import Any, Optional
 
 import numpy as np
+
+from export import contract as C  # numpy only: the LiteRT probe stays free of TensorFlow
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -129,8 +136,6 @@ def savedmodel_latency(path: str, context: int, horizon: int, repeats: int = 10,
     """A SavedModel written by export.savedmodel, loaded with tf.saved_model.load, batch 1:
     its `step` signature, and `serving_default` (context -> horizon) per predicted frame."""
     import tensorflow as tf
-
-    from export import contract as C
 
     loaded = tf.saved_model.load(path)
     step = loaded.signatures[C.STEP]
@@ -248,9 +253,6 @@ def run_child(python_args: list[str], log: Optional[str] = None, quiet: bool = F
 
 def _peak_main(peak_file: str, python_args: list[str]) -> None:
     """Runs `-m module args...` or `-c code` here; at exit writes this process's VmHWM."""
-    import atexit
-    import runpy
-
     def write_peak():
         with open(peak_file, "w") as f:
             json.dump({"peak_rss_mb": round(own_peak_mb(), 1)}, f)
