@@ -23,6 +23,7 @@ from vidgen.cli_common import (
     flag_names,
     run_command,
     start_up,
+    verbose_anywhere,
 )
 
 # Each command imports its module when it runs: savedmodel, tflite and report load TensorFlow
@@ -130,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="set predicted values below this to 0 (default: the model's own "
                         "output_floor, stored in the file by `vidgen-export tflite`; 0: none)")
     p.set_defaults(func=_cmd_run_tflite)
-    return parser
+    return verbose_anywhere(parser)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,7 +18,13 @@ import signal
 import sys
 import threading
 
-from vidgen.cli_common import add_common_args, configure_logging, run_command, start_up
+from vidgen.cli_common import (
+    add_common_args,
+    configure_logging,
+    run_command,
+    start_up,
+    verbose_anywhere,
+)
 from vidgen.errors import VidgenError
 
 
@@ -303,7 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fps", type=float, default=4.0)
     p.add_argument("--timeout", type=float, default=60.0, help="seconds for each call")
     p.set_defaults(func=_cmd_predict)
-    return parser
+    return verbose_anywhere(parser)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -59,3 +59,13 @@ def test_training_on_a_builtin_source_suggests_prepared_shards(tmp_path):
     # A prepared dataset or a file on disk gets no note.
     args = build_parser().parse_args(["train", "--data", str(tmp_path / "clips.npy")])
     assert streaming_hint(resolve_config(args, args.data), args) is None
+
+
+def test_verbose_flag_comes_before_or_after_the_command():
+    from vidgen.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["config"]).verbose is False
+    assert parser.parse_args(["-v", "config"]).verbose is True
+    assert parser.parse_args(["config", "-v"]).verbose is True
+    assert parser.parse_args(["data", "preview", "digits", "--out", "x.gif", "-v"]).verbose

@@ -29,6 +29,7 @@ from vidgen.cli_common import (
     flag_names,
     run_command,
     start_up,
+    verbose_anywhere,
 )
 from vidgen.config import Config, apply_overrides
 from vidgen.errors import VidgenError
@@ -380,7 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fps", type=float, default=4.0)
     add_config_args(p)
     p.set_defaults(func=_cmd_preview)
-    return parser
+    return verbose_anywhere(parser)
 
 
 # Library arguments without a flag of their own name, as the command line sets them.

@@ -136,6 +136,24 @@ def run_command(prog: str, args: argparse.Namespace,
         return 141
 
 
+def verbose_anywhere(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Lets `-v` come after the command too (`vidgen train -v` as `vidgen -v train`).
+
+    Every sub-command parser gets its own `-v`, whose default leaves the
+    top-level value alone. Returns `parser`.
+    """
+    for action in parser._actions:
+        if not isinstance(action, argparse._SubParsersAction):
+            continue
+        for sub in action.choices.values():
+            taken = {flag for a in sub._actions for flag in a.option_strings}
+            if not taken & {"-v", "--verbose"}:
+                sub.add_argument("-v", "--verbose", action="store_true",
+                                 default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+            verbose_anywhere(sub)
+    return parser
+
+
 def add_common_args(parser: argparse.ArgumentParser) -> None:
     """`--version` and `-v` of every vidgen command line (on the top-level parser only)."""
     parser.add_argument("--version", action="version",

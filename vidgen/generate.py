@@ -33,7 +33,7 @@ import numpy as np
 
 from vidgen import viz
 from vidgen.data import frames as framelib
-from vidgen.errors import DataError, VidgenError
+from vidgen.errors import ArgumentError, DataError
 
 logger = logging.getLogger(__name__)
 
@@ -222,9 +222,9 @@ def load_input_clip(input_path: str, frame_size: int, channels: int, context: in
             small input.
     """
     if context <= 0:
-        raise VidgenError(f"--context must be positive. Received: {context}")
+        raise ArgumentError(f"{{context}} must be positive. Received: {context}", "context")
     if start < 0:
-        raise VidgenError(f"--start must be >= 0. Received: {start}")
+        raise ArgumentError(f"{{start}} must be >= 0. Received: {start}", "start")
     stop = None if horizon is None else start + context + max(horizon, 0)
     clip: list[np.ndarray] = []
     for frame in iter_frames(input_path, start, stop):
@@ -301,7 +301,7 @@ def check_output_path(out: str) -> None:
     """Rejects an output path that is not .mp4, .gif or .png."""
     ext = os.path.splitext(out)[1].lower()
     if ext not in (".mp4", ".gif", ".png"):
-        raise VidgenError(f"--out must end in .mp4, .gif or .png. Received: {out!r}")
+        raise ArgumentError(f"{{out}} must end in .mp4, .gif or .png. Received: {out!r}", "out")
 
 
 def generate(run_dir: str, input_path: str, out: str, context: int = 0, horizon: int = 20,
@@ -340,16 +340,17 @@ def generate(run_dir: str, input_path: str, out: str, context: int = 0, horizon:
     from vidgen.run_dir import load_run
 
     if denoise != "none" and denoise not in DENOISERS:
-        raise VidgenError(f"--denoise must be one of none, {', '.join(DENOISERS)}. "
-                          f"Received: {denoise!r}")
+        raise ArgumentError(f"{{denoise}} must be one of none, {', '.join(DENOISERS)}. "
+                            f"Received: {denoise!r}", "denoise")
     if interpolate_method not in INTERPOLATORS:
-        raise VidgenError(f"--interpolate-method must be one of {', '.join(INTERPOLATORS)}. "
-                          f"Received: {interpolate_method!r}")
+        raise ArgumentError(f"{{interpolate_method}} must be one of "
+                            f"{', '.join(INTERPOLATORS)}. Received: {interpolate_method!r}",
+                            "interpolate_method")
     interpolate = check_factor(interpolate)
     if samples <= 0:
-        raise VidgenError(f"--samples must be positive. Received: {samples}")
+        raise ArgumentError(f"{{samples}} must be positive. Received: {samples}", "samples")
     if horizon <= 0:
-        raise VidgenError(f"--horizon must be positive. Received: {horizon}")
+        raise ArgumentError(f"{{horizon}} must be positive. Received: {horizon}", "horizon")
     check_output_path(out)
     cfg, model = load_run(run_dir)
     denoiser = None

@@ -48,7 +48,7 @@ from vidgen import fileio
 from vidgen import metrics as M
 from vidgen.calibration import floored
 from vidgen.data import frames as framelib
-from vidgen.errors import DataError, VidgenError
+from vidgen.errors import ArgumentError, DataError
 from vidgen.generate import check_input_kind, iter_frames
 from vidgen.run_dir import load_run
 from vidgen.score_plot import plot_scores
@@ -202,7 +202,7 @@ def score_frames(model, frames: Iterable[np.ndarray], context: int,
         DataError: fewer than context + 1 frames.
     """
     if context <= 0:
-        raise VidgenError(f"--context must be positive. Received: {context}")
+        raise ArgumentError(f"{{context}} must be positive. Received: {context}", "context")
     streamer = StepStreamer(model)
     floor = float(getattr(model, "output_floor", 0.0) or 0.0)
     rows: list[tuple[int, float, float, float, float]] = []
@@ -289,9 +289,9 @@ def _frames_at(frames: Iterable[np.ndarray], wanted: Iterable[int]) -> dict[int,
     return found
 
 
-def _check_suffix(value: Optional[str], flag: str, suffix: str) -> None:
+def _check_suffix(value: Optional[str], name: str, suffix: str) -> None:
     if value is not None and not value.lower().endswith(suffix):
-        raise VidgenError(f"{flag} must end in {suffix}. Received: {value!r}")
+        raise ArgumentError(f"{{{name}}} must end in {suffix}. Received: {value!r}", name)
 
 
 def score_video(run_dir: str, input_path: str, out: str, plot: Optional[str] = None,
@@ -311,12 +311,12 @@ def score_video(run_dir: str, input_path: str, out: str, plot: Optional[str] = N
         Frames read and scored, ms per frame, the peaks (frame, time, score,
         copy-last score), fps, the paths written.
     """
-    _check_suffix(out, "--out", ".csv")
-    _check_suffix(plot, "--plot", ".png")
+    _check_suffix(out, "out", ".csv")
+    _check_suffix(plot, "plot", ".png")
     if peaks < 0:
-        raise VidgenError(f"--peaks must be >= 0. Received: {peaks}")
+        raise ArgumentError(f"{{peaks}} must be >= 0. Received: {peaks}", "peaks")
     if context < 0:
-        raise VidgenError(f"--context must be positive. Received: {context}")
+        raise ArgumentError(f"{{context}} must be positive. Received: {context}", "context")
     reader = FrameReader(input_path)
     cfg, model = load_run(run_dir)
     context = context or cfg.data.context

@@ -33,7 +33,7 @@ from typing import Any, Optional
 import numpy as np
 
 from vidgen import metrics as M
-from vidgen.errors import VidgenError
+from vidgen.errors import ArgumentError, VidgenError
 from vidgen.postprocess.denoise import DENOISERS, denoise
 from vidgen.postprocess.interpolate import INTERPOLATORS, drop_and_interpolate
 from vidgen.postprocess.training import load_denoiser
@@ -72,16 +72,18 @@ def parse_steps(spec: str) -> list[Step]:
     for item in spec.split(","):
         parts = item.strip().split(":")
         if len(parts) not in (2, 3) or parts[0] not in KINDS:
-            raise VidgenError(f"--postprocess expects {SYNTAX}. Received item {item.strip()!r}")
+            raise ArgumentError(f"{{postprocess}} expects {SYNTAX}. Received item "
+                                f"{item.strip()!r}", "postprocess")
         kind, method = parts[0], parts[1]
         if method not in KINDS[kind]:
-            raise VidgenError(f"Unknown {kind} method {method!r} in --postprocess: expected one "
-                              f"of {', '.join(KINDS[kind])}.")
+            raise ArgumentError(f"Unknown {kind} method {method!r} in {{postprocess}}: "
+                                f"expected one of {', '.join(KINDS[kind])}.", "postprocess")
         k = 2
         if len(parts) == 3:
             if kind != "interpolate" or not parts[2].isdigit() or int(parts[2]) < 2:
-                raise VidgenError(f"--postprocess: only interpolation takes a factor, an integer "
-                                  f">= 2 (interpolate:flow:3). Received item {item.strip()!r}")
+                raise ArgumentError(f"{{postprocess}}: only interpolation takes a factor, an "
+                                    f"integer >= 2 (interpolate:flow:3). Received item "
+                                    f"{item.strip()!r}", "postprocess")
             k = int(parts[2])
         step = Step(kind, method, k)
         if step not in steps:

@@ -31,7 +31,7 @@ from tqdm import tqdm
 from vidgen import metrics as M
 from vidgen.config import apply_overrides
 from vidgen.data.pipeline import make_dataset
-from vidgen.errors import VidgenError
+from vidgen.errors import ArgumentError, VidgenError
 from vidgen.fileio import write_json_atomic
 from vidgen.postprocess.denoise import learned
 from vidgen.postprocess.residual_denoiser import ResidualDenoiser
@@ -205,18 +205,20 @@ def train_denoiser(run_dir: str, out: Optional[str] = None, data: Optional[str] 
         frames before and after.
     """
     if loss not in LOSSES:
-        raise VidgenError(f"--loss must be one of {', '.join(LOSSES)}. Received: {loss!r}")
+        raise ArgumentError(f"{{loss}} must be one of {', '.join(LOSSES)}. Received: {loss!r}",
+                            "loss")
     if pairs not in PAIRS:
-        raise VidgenError(f"--pairs must be one of {', '.join(PAIRS)}. Received: {pairs!r}")
-    for name, value in (("--clips", clips), ("--steps", steps), ("--batch-size", batch_size),
-                        ("--patch", patch)):
+        raise ArgumentError(f"{{pairs}} must be one of {', '.join(PAIRS)}. Received: {pairs!r}",
+                            "pairs")
+    for name, value in (("clips", clips), ("steps", steps), ("batch_size", batch_size),
+                        ("patch", patch)):
         if value <= 0:
-            raise VidgenError(f"{name} must be positive. Received: {value}")
+            raise ArgumentError(f"{{{name}}} must be positive. Received: {value}", name)
     if minutes < 0:
-        raise VidgenError(f"--minutes must be >= 0. Received: {minutes}")
+        raise ArgumentError(f"{{minutes}} must be >= 0. Received: {minutes}", "minutes")
     out = out or RunPaths(run_dir).denoiser
     if not out.endswith(".keras"):
-        raise VidgenError(f"--out must end in .keras. Received: {out!r}")
+        raise ArgumentError(f"{{out}} must end in .keras. Received: {out!r}", "out")
     cfg, predictor = load_run(run_dir)
     if data:
         cfg = apply_overrides(cfg, [f"data.source={data}"])
