@@ -26,3 +26,13 @@ def non_negative(section, *names: str) -> None:
 def section_name(section) -> str:
     """"data" for a DataConfig: how keys are written in `--set` and config.json."""
     return type(section).__name__.removesuffix("Config").lower()
+
+
+def one_of(section, name: str, choices: tuple[str, ...]) -> None:
+    """Raises ConfigError unless field `name` of `section` is one of `choices`."""
+    value = getattr(section, name)
+    if value not in choices:
+        quoted = [repr(c) for c in choices]
+        allowed = quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"
+        key = f"{section_name(section)}.{name}"
+        raise ConfigError(f"{key} must be {allowed}. Received: {key}={value!r}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from vidgen.config.checks import non_negative, positive
+from vidgen.config.checks import non_negative, one_of, positive
 from vidgen.errors import ConfigError
 
 
@@ -139,10 +139,7 @@ class DataConfig:
             raise ConfigError(
                 "data.split_gap must be >= 0, or -1 for one window (context + horizon). "
                 f"Received: data.split_gap={self.split_gap}")
-        if self.split_mode not in ("auto", "by_source", "by_time"):
-            raise ConfigError(
-                "data.split_mode must be 'auto', 'by_source' or 'by_time'. Received: "
-                f"data.split_mode={self.split_mode!r}")
+        one_of(self, "split_mode", ("auto", "by_source", "by_time"))
         if self.augment_pan < 0:
             raise ConfigError(
                 f"data.augment_pan must be >= 0. Received: data.augment_pan={self.augment_pan}")
@@ -157,9 +154,7 @@ class DataConfig:
             raise ConfigError(
                 "data.clip_length must be 0 or at least context + horizon "
                 f"({self.window}). Received: data.clip_length={self.clip_length}")
-        if self.crop not in ("center", "random"):
-            raise ConfigError(
-                f"data.crop must be 'center' or 'random'. Received: data.crop={self.crop!r}")
+        one_of(self, "crop", ("center", "random"))
         for name in ("val_fraction", "test_fraction"):
             value = getattr(self, name)
             if not 0.0 <= value < 1.0:

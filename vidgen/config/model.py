@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from vidgen.config.checks import non_negative, positive
+from vidgen.config.checks import non_negative, one_of, positive
 from vidgen.errors import ConfigError
 
 
@@ -65,13 +65,8 @@ class ModelConfig:
             raise ConfigError(
                 "model.core_filters must be one or more positive integers. "
                 f"Received: {list(self.core_filters)}")
-        if self.cell not in ("lstm", "gru"):
-            raise ConfigError(
-                f"model.cell must be 'lstm' or 'gru'. Received: model.cell={self.cell!r}")
-        if self.head not in ("sdna", "cdna", "dna", "flow", "pixels"):
-            raise ConfigError(
-                "model.head must be 'sdna', 'cdna', 'dna', 'flow' or 'pixels'. "
-                f"Received: model.head={self.head!r}")
+        one_of(self, "cell", ("lstm", "gru"))
+        one_of(self, "head", ("sdna", "cdna", "dna", "flow", "pixels"))
         positive(self, "cdna_kernels")
         for name in ("kernel_size", "dna_kernel"):
             if getattr(self, name) % 2 == 0 or getattr(self, name) <= 0:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from vidgen.errors import ConfigError
+from vidgen.config.checks import one_of
 
 # tf.distribute strategies `vidgen train` knows (vidgen/training/distribute.py).
 STRATEGIES = ("auto", "default", "mirrored", "multiworker", "tpu")
@@ -30,7 +30,4 @@ class RuntimeConfig:
     jit_compile: bool = False
 
     def validate(self) -> None:
-        if self.strategy not in STRATEGIES:
-            raise ConfigError(
-                f"runtime.strategy must be one of {', '.join(map(repr, STRATEGIES))}. "
-                f"Received: runtime.strategy={self.strategy!r}")
+        one_of(self, "strategy", STRATEGIES)

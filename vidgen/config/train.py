@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from vidgen.config.checks import non_negative, positive
+from vidgen.config.checks import non_negative, one_of, positive
 from vidgen.errors import ConfigError
 
 
@@ -72,14 +72,8 @@ class TrainConfig:
                       "time_budget_minutes", "lr_final_fraction", "adversarial_weight",
                       "feature_matching_weight", "critic_learning_rate",
                       "output_floor_tolerance")
-        if self.adversarial not in ("none", "hinge", "nonsaturating"):
-            raise ConfigError(
-                "train.adversarial must be 'none', 'hinge' or 'nonsaturating'. "
-                f"Received: train.adversarial={self.adversarial!r}")
-        if self.lr_schedule not in ("cosine", "constant"):
-            raise ConfigError(
-                "train.lr_schedule must be 'cosine' or 'constant'. "
-                f"Received: {self.lr_schedule!r}")
+        one_of(self, "adversarial", ("none", "hinge", "nonsaturating"))
+        one_of(self, "lr_schedule", ("cosine", "constant"))
         if not (self.mse_weight or self.l1_weight or self.bce_weight or self.ssim_weight):
             raise ConfigError(
                 "At least one of train.mse_weight, l1_weight, bce_weight, ssim_weight must "
