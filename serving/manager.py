@@ -26,8 +26,11 @@ folders (the exporter's ".tmp-*") are ignored silently. TF Serving itself
 parses names with `strings::safe_strto64` (file_system_storage_path_source.cc),
 which also takes "01", " 1" and "+1" and, when two names give the same
 number, loads one and warns that the other is ignored; here "01" never
-competes with "1". A scan that fails (an unreadable folder) is logged once
-per distinct error and polling goes on.
+competes with "1". A scan that fails is logged once per distinct error and
+polling goes on; a filesystem error (the base path missing or unreadable) is
+one warning line, and, as in TF Serving (file_system_storage_path_source.cc
+logs "Could not find base path" and sends no new versions), the versions
+already loaded keep serving.
 """
 
 from __future__ import annotations
@@ -194,15 +197,21 @@ class ModelManager:
             except Exception as e:  # noqa: BLE001 - the poller must outlive any one bad scan
                 problem = f"{type(e).__name__}: {e}"
                 if problem != reported:   # once per problem, not once per poll
-                    log.exception("Polling %s failed; polling goes on", self.base_path)
+                    if isinstance(e, OSError):   # the filesystem, not a bug: no traceback
+                        serving = self.available_versions
+                        log.warning("Could not scan %s (%s: %s); polling goes on. %s",
+                                    self.base_path, type(e).__name__, e.strerror or e,
+                                    f"Still serving versions {serving}." if serving
+                                    else "No version is served.")
+                    else:
+                        log.exception("Polling %s failed; polling goes on", self.base_path)
                     reported = problem
             self._wake.wait(self.poll_interval)
 
     def _versions(self) -> dict[int, str]:
-        try:
-            names = os.listdir(self.base_path)
-        except (FileNotFoundError, NotADirectoryError):
-            return {}
+        # A missing base path raises (the scan changes nothing) rather than listing no
+        # versions, which would unload every version that serves.
+        names = os.listdir(self.base_path)
         versions = {}
         for name in names:
             path = os.path.join(self.base_path, name)

@@ -192,6 +192,7 @@ class ModelRegistry:
         if self._watcher is not None:
             self._watcher.join()
         with self._reload_lock:
+            self._started = False   # a reload still running (an RPC past the drain) starts nothing
             for m in self._managers.values():
                 m.stop()
 

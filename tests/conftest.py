@@ -76,3 +76,19 @@ def tiny_run(tmp_path_factory):
     cfg.to_json(RunPaths(str(run)).config)
     model.save(RunPaths(str(run)).model)
     return str(run)
+
+
+@pytest.fixture(autouse=True)
+def _command_line_logging_ends_with_the_test():
+    """A command line run in a test (`main([...])`) configures logging for the process:
+    undo it afterwards, so background threads of later tests do not print between tests."""
+    import logging
+
+    from vidgen.cli_common import PROJECT_LOGGERS, _StderrHandler
+
+    yield
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if isinstance(h, _StderrHandler)]:
+        root.removeHandler(handler)
+    for name in PROJECT_LOGGERS:
+        logging.getLogger(name).setLevel(logging.NOTSET)

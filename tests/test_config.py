@@ -94,7 +94,8 @@ def test_runtime_settings_have_their_own_section():
     cfg = apply_overrides(Config(), ["runtime.mixed_precision=true", "runtime.strategy=default"])
     assert cfg.runtime.mixed_precision and cfg.runtime.strategy == "default"
     assert not hasattr(cfg.train, "strategy")
-    with pytest.raises(ConfigError, match="runtime.strategy must be .auto., .default., .mirrored., .multiworker. or .tpu."):
+    with pytest.raises(ConfigError, match="runtime.strategy must be 'auto', 'default', "
+                                          "'mirrored', 'multiworker' or 'tpu'"):
         apply_overrides(Config(), ["runtime.strategy=gpus"])
 
 
