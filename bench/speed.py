@@ -224,8 +224,9 @@ def run_child(python_args: list[str], log: Optional[str] = None, quiet: bool = F
     os.close(fd)
     cmd = [sys.executable, "-m", "bench.speed", "peak", peak_file, "--", *python_args]
     start = time.perf_counter()
+    # Commands log their progress to stderr: it goes to the log with the output.
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL if quiet
-                            else None, text=True, env=env, cwd=ROOT)
+                            else subprocess.STDOUT, text=True, env=env, cwd=ROOT)
     lines = []
     sink = open(log, "w") if log else None
     try:

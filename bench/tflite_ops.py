@@ -20,7 +20,7 @@ dynamic-range and int8, and for each file:
 
 It compares the plain formulation (variants "float32" and "int8": what
 `export.tflite.convert` made before it used `export.xnnpack`) with the
-"xnnpack" formulation of the same model and weights (`XNNPackStepPredictor`
+"xnnpack" formulation of the same model and weights (`export.xnnpack.xnnpack_copy`
 plus `xnnpack_ops`, now in export/xnnpack.py and used by every TFLite
 export), in which every op has an XNNPACK kernel in the dtype it runs in:
 
@@ -181,7 +181,7 @@ def convert_step(model, quantize: str, calibration: Optional[np.ndarray], contex
     """The step model of `model` as TFLite, as `export.tflite` converts it, plus options.
 
     Args:
-        model: a VideoPredictor (an `XNNPackStepPredictor` for the formulation).
+        model: a VideoPredictor (an `export.xnnpack.xnnpack_copy` for the formulation).
         quantize: "float32" or "int8" (float I/O).
         calibration: clips for int8 calibration (the float model's rollouts over them).
         context: observed frames per calibration clip.
@@ -820,7 +820,7 @@ def findings(results: dict) -> str:
             "reproduced here:** interleaved, the project's int8 is "
             f"{ms['float32'] / ms['int8']:.2f}x float32 at 1 thread (StepRunner.step: "
             f"{q['runner_step_ms']['1']['float32'] / q['runner_step_ms']['1']['int8']:.2f}x). "
-            "`export.report.step_latency_ms` times the variants one after the other (30 steps "
+            "`export.parity.step_latency_ms` times the variants one after the other (30 steps "
             "each), so on a shared machine a burst of load during one of them decides the "
             "ratio; the issue's 2-thread parity (1.00 vs 0.99 ms) is what this run shows at 2 "
             "threads.")

@@ -269,6 +269,9 @@ def export_variants(run_dir: str, quantizations: Sequence[str], out_dir: Optiona
     """
     for quantize in quantizations:
         check_options(quantize, io)
+    if "int8" in quantizations and not calibration_clips:
+        raise ArgumentError("int8 quantization needs calibration clips (real data): "
+                            "{calibration_clips} must be positive.", "calibration_clips")
     cfg, model = load_run(run_dir) if model_file is None else load_run(run_dir, model_file)
     out_dir = out_dir or out_folder(run_dir)
     context, horizon = cfg.data.context, cfg.data.horizon

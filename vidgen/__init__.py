@@ -9,7 +9,7 @@ every command line start in a fraction of a second, and run where only
 `vidgen[lite]` is installed.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 from vidgen.import_hooks import register_keras_classes  # noqa: E402
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import shlex
 import sys
@@ -34,8 +33,6 @@ from vidgen.cli_common import (
 from vidgen.config import Config, apply_overrides
 from vidgen.errors import VidgenError
 from vidgen.presets import PRESETS, get_preset
-
-log = logging.getLogger("vidgen")
 
 
 def add_config_args(parser: argparse.ArgumentParser) -> None:

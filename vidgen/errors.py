@@ -53,3 +53,7 @@ class ArgumentError(VidgenError):
         """The message naming flags: `flags[name]`, else `--name-with-dashes`."""
         flags = flags or {}
         return self._spelled(lambda name: flags.get(name, "--" + name.replace("_", "-")))
+
+
+class ConfigArgumentError(ArgumentError, ConfigError):
+    """A bad configuration passed as an argument: caught as either kind."""

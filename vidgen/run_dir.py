@@ -31,9 +31,9 @@ from typing import Any, Optional
 
 import keras
 
-from vidgen import fileio
+from vidgen import __version__, fileio
 from vidgen.config import Config, apply_overrides
-from vidgen.errors import ArgumentError, VidgenError
+from vidgen.errors import ArgumentError, ConfigArgumentError, VidgenError
 from vidgen.models import VideoGAN, VideoPredictor
 from vidgen.training.finite import check_finite_weights
 
@@ -127,7 +127,7 @@ def _resume_with(saved: Config, overrides: Sequence[str], path: str) -> Config:
     keys = [o.split("=", 1)[0].strip() for o in overrides]
     refused = [k for k in keys if k not in RESUME_OVERRIDABLE]
     if refused:
-        raise ArgumentError(
+        raise ConfigArgumentError(
             f"{{resume_overrides}} can change only {', '.join(RESUME_OVERRIDABLE)} of a saved "
             f"run. Received: {', '.join(refused)}; start a new {{run_dir}} for other changes.",
             "resume_overrides", "run_dir")
@@ -171,11 +171,14 @@ def prepare_run_dir(cfg: Optional[Config], run_dir: str, resume: bool,
         saved = Config.from_json(paths.config).validate()
         if cfg is not None and cfg != saved:
             differ = _differences(saved, cfg)
-            if saved.train.output_floor_tolerance:
+            if saved.train.output_floor_tolerance and "model.output_floor" in differ:
                 # Training calibrated the floor and recorded it: not the command's to set.
-                differ = [k for k in differ if k != "model.output_floor"]
+                differ.remove("model.output_floor")
+                log.info(f"model.output_floor stays {saved.model.output_floor:g}, calibrated by "
+                         "training (train.output_floor_tolerance); the given "
+                         f"{cfg.model.output_floor:g} is not used.")
             if [k for k in differ if k not in RESUME_OVERRIDABLE]:
-                raise ArgumentError(
+                raise ConfigArgumentError(
                     f"{{resume}} continues {run_dir!r} with its saved config.json, which differs "
                     f"from the given config in {', '.join(differ[:6])}; drop {{cfg}} "
                     f"({{resume_overrides}} may change only {', '.join(RESUME_OVERRIDABLE)}) or "
@@ -242,7 +245,9 @@ def load_model(run_dir: str, model_file: str = "model.keras",
     try:
         return keras.saving.load_model(path, compile=compile)
     except (OSError, ValueError) as e:
-        raise VidgenError(f"Model file {path!r} could not be loaded: {e}") from None
+        raise VidgenError(
+            f"Model file {path!r} could not be loaded: {e} (a model saved by vidgen 0.1.0 does "
+            f"not load in {__version__}, whose model layers are split: train it again).") from None
 
 
 def predictor_of(model: VideoPredictor | VideoGAN) -> VideoPredictor:

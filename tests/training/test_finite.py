@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from tests.tiny import tiny_run_config
-from vidgen.errors import ArgumentError
+from vidgen.errors import ConfigError
 from vidgen.run_dir import save_model
 from vidgen.training.backup import AtomicBackup
 from vidgen.training.build import build_model
@@ -68,7 +68,7 @@ def test_nan_mid_run_saves_nothing_non_finite_and_resume_continues(tmp_path):
 def test_resume_may_change_only_how_a_run_goes_on(tmp_path):
     run = str(tmp_path / "run")
     train(tiny_run_config(**{"train.epochs": 1}), run, evaluate_after=False)
-    with pytest.raises(ArgumentError, match=r"can change only train.learning_rate.*"
+    with pytest.raises(ConfigError, match=r"can change only train.learning_rate.*"
                                           r"Received: model.cell"):
         train(None, run, resume=True, evaluate_after=False,
               resume_overrides=["model.cell=gru"])

@@ -14,7 +14,7 @@ from vidgen.errors import VidgenError
 from vidgen.evaluate import evaluate
 from vidgen.generate import generate
 from vidgen.run_dir import load_run
-from vidgen.training.train import train
+from vidgen.training.train import _as_trained, train
 
 
 @pytest.fixture(scope="module")
@@ -213,7 +213,12 @@ def test_training_calibrates_the_output_floor_and_evaluate_reports_both(tmp_path
     # The same command resumes the calibrated run (the floor is the calibration's, not a
     # difference from the command's config).
     more = tiny_run_config(**{"train.epochs": 2, "train.output_floor_tolerance": 0.5})
-    assert train(more, run, resume=True, evaluate_after=False)["epochs_run"] == 1
+    resumed = train(more, run, resume=True, evaluate_after=False)
+    assert resumed["epochs_run"] == 1
+    # It trained unfloored (as the first run did) and calibrated again at the end.
+    assert _as_trained(Config.from_json(os.path.join(run, "config.json"))).model.output_floor == 0
+    assert (Config.from_json(os.path.join(run, "config.json")).model.output_floor
+            == load_run(run)[1].output_floor == resumed["output_floor"]["floor"])
     # Whatever the calibration chose, a floored model is reported both ways.
     model.output_floor = 0.3
     keras.saving.save_model(model, os.path.join(run, "model.keras"))

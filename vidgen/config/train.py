@@ -35,8 +35,9 @@ class TrainConfig:
             and a cosine learning rate anneals within the budget.
         output_floor_tolerance: after training, calibrate `model.output_floor`
             on the validation split: the floor with the best SSIM among those
-            that raise the validation MSE by at most this share (0: no
-            calibration, the configured floor is kept).
+            that raise the validation MSE by at most this share, recorded in
+            config.json; training and validation run unfloored (0: no
+            calibration, the configured floor is kept and used throughout).
         sample_clips: clips drawn in the per-epoch sample GIF.
         seed: seed of weight initialisation and training randomness.
     """

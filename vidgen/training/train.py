@@ -63,7 +63,7 @@ def calibrate_floor(run_dir: str, cfg: Config, progress: bool = True) -> tuple[C
     so the config keeps describing the model. Returns (new config, result).
     """
     paths = RunPaths(run_dir)
-    saved = load_model(run_dir)
+    saved = load_model(run_dir, compile=True)   # re-saved with its compile config
     predictor = predictor_of(saved)
     result = calibrate_output_floor(predictor, make_dataset(cfg, "val"),
                                     cfg.train.output_floor_tolerance, progress=progress)
@@ -78,6 +78,18 @@ def calibrate_floor(run_dir: str, cfg: Config, progress: bool = True) -> tuple[C
                                                              output_floor=result["floor"]))
     cfg.to_json(paths.config)
     return cfg, result
+
+
+def _as_trained(cfg: Config) -> Config:
+    """The config the model trains with: unfloored when training calibrates the floor.
+
+    With `train.output_floor_tolerance` the floor is the calibration's (chosen at the
+    end, recorded in config.json); training and validation run on the raw frames, so a
+    resumed run compares its validation loss with the one it recorded before.
+    """
+    if not cfg.train.output_floor_tolerance:
+        return cfg
+    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, output_floor=0.0))
 
 
 def _sample_batch(cfg: Config, n: int):
@@ -142,7 +154,7 @@ def _train(cfg: Config, run_dir: str, own_dir: str, chief: bool, strategy, strat
     log.info(f"Strategy {strategy_name} ({type(strategy).__name__}): {replicas} replica(s), "
              f"global batch {t.batch_size}, {per_replica_batch(t.batch_size, replicas)} per "
              "replica")
-    model = build_compiled(cfg, strategy)
+    model = build_compiled(_as_trained(cfg), strategy)
     policy = precision_policy(cfg)
     if policy != "float32":
         log.info(f"Mixed precision: {policy} (variables, states and frames in float32)")
@@ -228,6 +240,13 @@ def _finish(model: VideoPredictor | VideoGAN, cfg: Config, run_dir: str, own_dir
         save_model(model, paths.model)
     if cfg.train.output_floor_tolerance and not summary["interrupted"]:
         cfg, summary["output_floor"] = calibrate_floor(run_dir, cfg, progress)
+    elif cfg.train.output_floor_tolerance:
+        # Interrupted: no calibration; config.json takes the floor of the model on disk
+        # (a model saved in this run is unfloored until `--resume` finishes and calibrates).
+        floor = predictor_of(load_model(run_dir)).output_floor
+        if floor != cfg.model.output_floor:
+            dataclasses.replace(cfg, model=dataclasses.replace(
+                cfg.model, output_floor=floor)).to_json(paths.config)
     write_json_atomic(paths.training, summary)
     if evaluate_after and not summary["interrupted"]:
         evaluate(run_dir)
