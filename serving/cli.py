@@ -21,6 +21,7 @@ import threading
 from vidgen.cli_common import (
     add_common_args,
     configure_logging,
+    flag_names,
     run_command,
     start_up,
     verbose_anywhere,
@@ -313,10 +314,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     configure_logging(args.verbose, timestamps=True)
     start_up(args.verbose)
-    return run_command("vidgen-serve", args)
+    return run_command("vidgen-serve", args, flag_names(parser))
 
 
 if __name__ == "__main__":
