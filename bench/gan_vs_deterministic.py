@@ -21,8 +21,8 @@ import numpy as np
 from vidgen import __version__, viz
 from vidgen.data.pipeline import make_dataset
 from vidgen.errors import VidgenError
-from vidgen.fileio import write_json_atomic
-from vidgen.run_dir import RunPaths, load_run, read_json
+from vidgen.fileio import read_json, write_json_atomic
+from vidgen.run_dir import RunPaths, load_run
 
 
 def read_metrics(run: str) -> dict:

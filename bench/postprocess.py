@@ -26,10 +26,10 @@ import numpy as np
 from vidgen import __version__
 from vidgen.data.pipeline import make_dataset
 from vidgen.errors import VidgenError
-from vidgen.fileio import write_json_atomic
+from vidgen.fileio import read_json, write_json_atomic
 from vidgen.postprocess import denoise, interpolate
 from vidgen.postprocess.training import load_denoiser
-from vidgen.run_dir import RunPaths, load_run, read_json
+from vidgen.run_dir import RunPaths, load_run
 
 matplotlib.use("Agg")   # the figures are files: no display needed
 

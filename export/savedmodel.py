@@ -35,7 +35,8 @@ from export import contract as C
 from export import signatures
 from vidgen import fileio
 from vidgen.errors import ArgumentError, VidgenError
-from vidgen.run_dir import RunPaths, load_run, read_json
+from vidgen.fileio import read_json
+from vidgen.run_dir import RunPaths, load_run
 
 logger = logging.getLogger(__name__)
 

@@ -156,7 +156,8 @@ def _cmd_train(args) -> int:
         return 0
     if not args.no_evaluate:
         from vidgen.evaluate import summary_table
-        from vidgen.run_dir import RunPaths, read_json
+        from vidgen.fileio import read_json
+        from vidgen.run_dir import RunPaths
 
         print(summary_table(read_json(RunPaths(run_dir).metrics)))
     print(f"Run written to {run_dir}: model.keras, metrics.json, samples/, plots/, logs/")

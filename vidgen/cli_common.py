@@ -55,9 +55,6 @@ class _MessageFormatter(logging.Formatter):
 class _StderrHandler(logging.StreamHandler):
     """Writes to whatever `sys.stderr` is when a record is emitted (it may be replaced)."""
 
-    def __init__(self):
-        super().__init__()
-
     @property
     def stream(self):
         return sys.stderr
@@ -113,11 +110,9 @@ def run_command(prog: str, args: argparse.Namespace,
     """
     try:
         return args.func(args)
-    except ArgumentError as e:
-        print(f"{prog}: error: {e.with_flags(flags)}", file=sys.stderr)
-        return 2
     except VidgenError as e:
-        print(f"{prog}: error: {e}", file=sys.stderr)
+        message = e.with_flags(flags) if isinstance(e, ArgumentError) else str(e)
+        print(f"{prog}: error: {message}", file=sys.stderr)
         return 2
     except ModuleNotFoundError as e:
         if (e.name or "").split(".")[0] not in FULL_ONLY_MODULES:

@@ -36,9 +36,9 @@ from vidgen.config import apply_overrides
 from vidgen.data.pipeline import make_dataset
 from vidgen.data.sources import BUILTIN_SOURCES
 from vidgen.errors import ArgumentError, VidgenError
-from vidgen.fileio import write_json_atomic
+from vidgen.fileio import read_json, write_json_atomic
 from vidgen.postprocess import evaluation as post_eval
-from vidgen.run_dir import RunPaths, load_run, read_json
+from vidgen.run_dir import RunPaths, load_run
 
 # Every baseline that `evaluate` scores; "black" is reported only where it is meaningful.
 BASELINES = ("copy_last", "flow", "black")
@@ -287,17 +287,17 @@ def _check_run_source(source: str) -> None:
 
 
 def _write_outputs(out_dir: str, report: dict, sample) -> None:
-
+    paths = RunPaths(out_dir)
     os.makedirs(out_dir, exist_ok=True)
-    write_json_atomic(RunPaths(out_dir).metrics, report)
-    plots = RunPaths(out_dir).plots
+    write_json_atomic(paths.metrics, report)
+    plots = paths.plots
     labels = {"psnr": "PSNR (dB)", "ssim": "SSIM", "mse": "MSE per frame"}
     for metric, label in labels.items():
         curves = {name: r[metric]["per_step"] for name, r in report["results"].items()}
         viz.plot_curves(os.path.join(plots, f"{metric}_per_step.png"), curves,
                         title=f"{label} per predicted frame ({report['split']})", ylabel=label)
     context, target, pred = sample
-    samples = RunPaths(out_dir).samples
+    samples = paths.samples
     viz.write_gif(os.path.join(samples, f"{report['split']}.gif"),
                   viz.sample_video(context, target, pred))
     rows = []

@@ -116,6 +116,14 @@ def write_bytes_atomic(path: str | os.PathLike, content: bytes) -> str:
     return path
 
 
+def read_json(path: str | os.PathLike, default: Any = None) -> Any:
+    """The JSON document at `path`, or `default` when the file does not exist."""
+    if not os.path.isfile(path):
+        return default
+    with open(path) as f:
+        return json.load(f)
+
+
 def write_json_atomic(path: str | os.PathLike, value: Any, sort_keys: bool = False) -> None:
     """Writes `value` as indented JSON to `path` atomically and durably."""
     text = json.dumps(value, indent=2, sort_keys=sort_keys) + "\n"

@@ -205,14 +205,6 @@ def saved_strategy(run_dir: str) -> str:
     return Config.from_json(path).runtime.strategy if os.path.isfile(path) else "auto"
 
 
-def read_json(path: str, default: Optional[Any] = None) -> Any:
-    """The JSON document at `path`, or `default` when the file does not exist."""
-    if not os.path.isfile(path):
-        return default
-    with open(path) as f:
-        return json.load(f)
-
-
 def save_model(model: keras.Model, path: str) -> None:
     """Saves a `.keras` file under a temporary name, fsyncs it, then renames it into place.
 

@@ -98,6 +98,21 @@ def copy_version(exported, base, version: int) -> str:
     return dst
 
 
+def model_base(exported, root, versions=(1,)) -> str:
+    """`root/MODEL` holding copies of the exported `versions`: a model base path."""
+    path = os.path.join(root, MODEL)
+    os.makedirs(path)
+    for version in versions:
+        copy_version(exported, path, version)
+    return path
+
+
+@pytest.fixture
+def base(exported, tmp_path):
+    """A model base path serving version 1."""
+    return model_base(exported, tmp_path)
+
+
 def start_server(base, **kwargs):
     from serving.server import Server
 

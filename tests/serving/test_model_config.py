@@ -23,7 +23,7 @@ from serving.cli import main
 from serving.client import RestPredictionClient
 from serving.errors import ConfigFileError, ServingError
 from serving.server import Server
-from tests.serving.conftest import MODEL, POLL, clip, copy_version, wait_for
+from tests.serving.conftest import MODEL, POLL, clip, model_base, wait_for
 from tests.serving.test_versions import predict_request
 
 Policy = FileSystemStoragePathSourceConfig.ServableVersionPolicy
@@ -49,11 +49,8 @@ def config_text(base, policy="specific { versions: 1 versions: 2 }", labels=None
 
 @pytest.fixture
 def base(exported, tmp_path):
-    path = tmp_path / MODEL
-    os.makedirs(path)
-    copy_version(exported, path, 1)
-    copy_version(exported, path, 2)
-    return str(path)
+    """Versions 1 and 2."""
+    return model_base(exported, tmp_path, versions=(1, 2))
 
 
 def write(path, text):

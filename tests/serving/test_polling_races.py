@@ -60,14 +60,6 @@ def tracebacks(caplog):
 
 
 @pytest.fixture
-def base(exported, tmp_path):
-    path = tmp_path / MODEL
-    os.makedirs(path)
-    copy_version(exported, path, 1)
-    return str(path)
-
-
-@pytest.fixture
 def polled(base, monkeypatch):
     """A started manager of `base` (version 1 serving) and its `Polls`; stopped at the end."""
     m = manager_module.ModelManager(MODEL, base, Limits(), poll_interval=0.05)

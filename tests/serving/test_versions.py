@@ -34,14 +34,6 @@ def states(server):
 
 
 @pytest.fixture
-def base(exported, tmp_path):
-    path = tmp_path / MODEL
-    os.makedirs(path)
-    copy_version(exported, path, 1)
-    return str(path)
-
-
-@pytest.fixture
 def fresh_server(base):
     server = start_server(base)
     assert server.wait_for_model(60)

@@ -123,7 +123,7 @@ class AtomicBackup(keras.callbacks.Callback):
             except Exception as e:  # h5py and Keras raise many types for a damaged file
                 errors.append(f"{name}: {type(e).__name__}: {str(e)[:200]}")
                 log.warning(f"backup {path} could not be loaded ({errors[-1]}); trying the "
-                      "previous one.")
+                        "previous one.")
                 continue
             epoch = int(name.split("-")[1].split(".")[0])
             if epoch == state["epoch"]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -12,7 +11,7 @@ import keras
 import numpy as np
 
 from vidgen import viz
-from vidgen.fileio import write_json_atomic
+from vidgen.fileio import read_json, write_json_atomic
 from vidgen.run_dir import save_model
 
 log = logging.getLogger(__name__)
@@ -28,10 +27,7 @@ class BestModelCheckpoint(keras.callbacks.Callback):
     def __init__(self, path: str, state_path: str, monitor: str = "val_frame_mse"):
         super().__init__()
         self.path, self.state_path, self.monitor = path, state_path, monitor
-        self.best = math.inf
-        if os.path.isfile(state_path):
-            with open(state_path) as f:
-                self.best = json.load(f)["best"]
+        self.best = read_json(state_path, default={"best": math.inf})["best"]
 
     def on_epoch_end(self, epoch, logs=None):
         value = (logs or {}).get(self.monitor)

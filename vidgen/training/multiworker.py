@@ -146,7 +146,7 @@ def fit_multiworker(model, cfg: Config, strategy, own_dir: str, chief: bool, val
 
     def preempted():
         log.info(f"preempted; state saved to {manager.directory} at step "
-              f"{int(steps_done)}. Run the same command with --resume to continue.")
+                 f"{int(steps_done)}. Run the same command with --resume to continue.")
         sys.exit(PREEMPTED_EXIT_CODE)
 
     with strategy.scope():
@@ -170,8 +170,9 @@ def fit_multiworker(model, cfg: Config, strategy, own_dir: str, chief: bool, val
     first = next(iter(make_dataset(cfg, "train", input_context=pipeline)))
     digest = hashlib.sha1(np.asarray(first[0]).tobytes()).hexdigest()[:12]
     log.info(f"this worker reads input pipeline {pipeline.input_pipeline_id} of "
-          f"{pipeline.num_input_pipelines}, {pipeline.get_per_replica_batch_size(t.batch_size)}"
-          f" clips per step (first batch {digest})")
+             f"{pipeline.num_input_pipelines}, "
+             f"{pipeline.get_per_replica_batch_size(t.batch_size)} clips per step (first batch "
+             f"{digest})")
 
     def replica_step(batch):
         return {k: tf.cast(v, tf.float32) for k, v in model.train_step(batch).items()}
@@ -216,7 +217,7 @@ def fit_multiworker(model, cfg: Config, strategy, own_dir: str, chief: bool, val
             if float(stop_flag):
                 stop = True
                 log.info(f"\nTime budget of {budget / 60:.1f} min reached on a worker; every "
-                      "worker stops after this step.")
+                         "worker stops after this step.")
                 break
         if chief:
             logs = {**logs, **validate(validation_step, val_ds)}

@@ -33,14 +33,13 @@ from vidgen.config import Config
 from vidgen.data.pipeline import make_dataset
 from vidgen.data.sources import resolve_channels
 from vidgen.evaluate import evaluate
-from vidgen.fileio import write_json_atomic
+from vidgen.fileio import read_json, write_json_atomic
 from vidgen.models import VideoGAN, VideoPredictor
 from vidgen.run_dir import (
     RunPaths,
     load_model,
     predictor_of,
     prepare_run_dir,
-    read_json,
     save_model,
     saved_strategy,
 )
@@ -54,13 +53,18 @@ from vidgen.training.finite import FiniteGuard
 log = logging.getLogger(__name__)
 
 
-def calibrate_floor(run_dir: str, cfg: Config, progress: bool = True) -> tuple[Config, dict]:
+def _with_floor(cfg: Config, floor: float) -> Config:
+    """`cfg` with `model.output_floor` set to `floor`."""
+    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, output_floor=floor))
+
+
+def calibrate_floor(run_dir: str, cfg: Config, progress: bool = True) -> dict[str, Any]:
     """Calibrates the output floor of the run's model on the validation split.
 
     See `vidgen.calibration`: the floor with the best validation SSIM among
     those within `train.output_floor_tolerance` of the unfloored MSE. The
     model is saved with it and config.json records it (`model.output_floor`),
-    so the config keeps describing the model. Returns (new config, result).
+    so the config keeps describing the model. Returns the calibration's result.
     """
     paths = RunPaths(run_dir)
     saved = load_model(run_dir, compile=True)   # re-saved with its compile config
@@ -74,10 +78,8 @@ def calibrate_floor(run_dir: str, cfg: Config, progress: bool = True) -> tuple[C
              f"{chosen['ssim']:.3f}")
     predictor.output_floor = result["floor"]
     save_model(saved, paths.model)
-    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model,
-                                                             output_floor=result["floor"]))
-    cfg.to_json(paths.config)
-    return cfg, result
+    _with_floor(cfg, result["floor"]).to_json(paths.config)
+    return result
 
 
 def _as_trained(cfg: Config) -> Config:
@@ -87,9 +89,7 @@ def _as_trained(cfg: Config) -> Config:
     end, recorded in config.json); training and validation run on the raw frames, so a
     resumed run compares its validation loss with the one it recorded before.
     """
-    if not cfg.train.output_floor_tolerance:
-        return cfg
-    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, output_floor=0.0))
+    return _with_floor(cfg, 0.0) if cfg.train.output_floor_tolerance else cfg
 
 
 def _sample_batch(cfg: Config, n: int):
@@ -163,9 +163,9 @@ def _train(cfg: Config, run_dir: str, own_dir: str, chief: bool, strategy, strat
         val_ds = val_ds.take(t.val_batches)
     sample_context, sample_target = _sample_batch(cfg, t.sample_clips)
     throughput = cb.Throughput(t.batch_size)
-    # The guard comes first: its checks run before any writer.
-    callbacks = [
-        FiniteGuard(run_dir, paths.backup),
+    # The guard runs before every writer: nothing non-finite is written.
+    guard = FiniteGuard(run_dir, paths.backup)
+    writers = [
         cb.BestModelCheckpoint(paths.model, paths.best_state),
         cb.LastModelCheckpoint(paths.last_checkpoint),
         keras.callbacks.CSVLogger(paths.history, append=True),
@@ -181,11 +181,11 @@ def _train(cfg: Config, run_dir: str, own_dir: str, chief: bool, strategy, strat
     start = time.perf_counter()
     if strategy_name == "multiworker":
         result = multiworker.fit_multiworker(model, cfg, strategy, own_dir, chief, val_ds,
-                                             callbacks, verbose)
+                                             [guard, *writers], verbose)
         summary = {k: v for k, v in result.items() if k != "logs"}
         summary.update(chief=chief, interrupted=False)
     else:
-        summary = _fit(model, cfg, paths, callbacks, val_ds, verbose)
+        summary = _fit(model, cfg, paths, guard, writers, val_ds, verbose)
     seconds = time.perf_counter() - start
     summary.update(train_seconds=round(seconds, 1),
                    sequences_per_second=round(throughput.sequences_per_second, 2),
@@ -194,13 +194,13 @@ def _train(cfg: Config, run_dir: str, own_dir: str, chief: bool, strategy, strat
                    progress=verbose == 1)
 
 
-def _fit(model, cfg: Config, paths: RunPaths, callbacks: list, val_ds,
+def _fit(model, cfg: Config, paths: RunPaths, guard: FiniteGuard, writers: list, val_ds,
          verbose: int) -> dict[str, Any]:
     """`model.fit` on one host (one or more devices), with backups and the time budget."""
     t = cfg.train
     budget = cb.TimeBudget(t.time_budget_minutes, schedules=budget_schedules(model))
-    # The backup follows the guard (first) and precedes the writers.
-    callbacks = [callbacks[0], AtomicBackup(paths.backup), *callbacks[1:], budget]
+    # The backup comes after the guard and before the writers.
+    callbacks = [guard, AtomicBackup(paths.backup), *writers, budget]
     # The validation split is finite by design (every clip once per epoch); Keras warns
     # when a dataset of unknown length ends. The training split repeats forever.
     warnings.filterwarnings("ignore", message="Your input ran out of data")
@@ -239,14 +239,13 @@ def _finish(model: VideoPredictor | VideoGAN, cfg: Config, run_dir: str, own_dir
         # No validation improvement was ever recorded (e.g. interrupted in epoch 1).
         save_model(model, paths.model)
     if cfg.train.output_floor_tolerance and not summary["interrupted"]:
-        cfg, summary["output_floor"] = calibrate_floor(run_dir, cfg, progress)
+        summary["output_floor"] = calibrate_floor(run_dir, cfg, progress)
     elif cfg.train.output_floor_tolerance:
         # Interrupted: no calibration; config.json takes the floor of the model on disk
         # (a model saved in this run is unfloored until `--resume` finishes and calibrates).
         floor = predictor_of(load_model(run_dir)).output_floor
         if floor != cfg.model.output_floor:
-            dataclasses.replace(cfg, model=dataclasses.replace(
-                cfg.model, output_floor=floor)).to_json(paths.config)
+            _with_floor(cfg, floor).to_json(paths.config)
     write_json_atomic(paths.training, summary)
     if evaluate_after and not summary["interrupted"]:
         evaluate(run_dir)
