@@ -49,13 +49,34 @@ def test_the_lock_satisfies_every_declared_range():
     pins, groups = lock(), declared()
     ranges = {canonicalize_name(r.name): r for reqs in groups.values() for r in reqs
               if canonicalize_name(r.name) != "vidgen"}
-    # Every pinned package is declared, with a range that holds the pinned version...
-    assert set(pins) <= set(ranges), set(pins) - set(ranges)
+    # Every declared package is pinned, at a version its range holds.
+    assert set(ranges) <= set(pins), set(ranges) - set(pins)
+    for name, requirement in ranges.items():
+        assert requirement.specifier.contains(pins[name]), (name, pins[name], requirement)
+
+
+def test_the_lock_is_closed_and_is_what_is_installed():
+    """Every requirement of a pinned package is pinned too, at a version that satisfies it.
+
+    So `pip install -r requirements.txt` resolves nothing on its own: the lock is the
+    whole environment. Read from the installed packages' metadata, which `make` installed
+    from this file (a pin that differs from what is installed fails here first).
+    """
+    pins = lock()
+    missing, unsatisfied = [], []
     for name, version in pins.items():
-        assert ranges[name].specifier.contains(version), (name, version, ranges[name])
-    # ...and what the lock leaves to the resolver (numpy, grpcio, protobuf) is in range too.
-    for name in set(ranges) - set(pins):
-        assert ranges[name].specifier.contains(metadata.version(name)), ranges[name]
+        installed = metadata.distribution(name)
+        assert installed.version == version, (name, installed.version, version)
+        for line in installed.requires or []:
+            requirement = Requirement(line)
+            if requirement.marker and not requirement.marker.evaluate({"extra": ""}):
+                continue
+            dependency = canonicalize_name(requirement.name)
+            if dependency not in pins:
+                missing.append(f"{name} -> {requirement}")
+            elif not requirement.specifier.contains(pins[dependency], prereleases=True):
+                unsatisfied.append(f"{name} -> {requirement} (locked {pins[dependency]})")
+    assert missing == [] and unsatisfied == [], (missing, unsatisfied)
 
 
 def test_lite_is_the_runner_without_tensorflow():
