@@ -299,7 +299,10 @@ def export_and_serve(run_dir: str, clips: np.ndarray, context: int, out: str) ->
 
 def side_by_side(path: str, clip: np.ndarray, predictions: dict[str, np.ndarray],
                  context: int) -> list[str]:
-    """context | truth | flow extrapolation | model, as one GIF and one MP4."""
+    """truth | flow extrapolation | model as three columns, one GIF and one MP4.
+
+    Each column plays the same `context` observed frames, then its own continuation.
+    """
     ctx = clip[:context]
     columns = [np.concatenate([ctx, clip[context:]]),
                np.concatenate([ctx, predictions["flow"]]),
