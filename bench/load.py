@@ -8,9 +8,11 @@ Exports the `quick` preset's model (64x64; weights as initialised), starts
    RESOURCE_EXHAUSTED, hangs (client deadline exceeded), other errors, whether
    the server process is alive, p50/p99 latency of the accepted requests;
 2. slow clients: 64 REST connections sending a request line one byte per
-   second; meanwhile a normal REST and gRPC request must answer within their
-   deadline; then SIGTERM while the 64 are open: the process must exit within
-   --drain_seconds;
+   second, and 64 more (16x --max_in_flight_requests) that send full headers
+   with a Content-Length and then one body byte per second (a slow body must
+   hold a connection thread, not an admission slot); meanwhile a normal REST
+   and gRPC request must answer within their deadline; then SIGTERM while the
+   128 are open: the process must exit within --drain_seconds;
 3. memory: peak RSS (VmHWM) of a fresh server process serving maximum-size
    gRPC requests (just under --max_request_bytes) and maximum-size JSON
    bodies (just under --max_json_request_bytes), in-flight limit reached;
@@ -51,6 +53,8 @@ LIMIT = 4                     # --max_in_flight_requests
 REQUEST_MB, JSON_MB = 8, 2    # --max_request_bytes, --max_json_request_bytes (MiB)
 DRAIN = 5.0                   # --drain_seconds
 SLOW_CLIENTS = 64
+SLOW_BODIES = 64              # slow-body connections, on top of the SLOW_CLIENTS
+SLOW_BODY_BYTES = 1 << 10     # their Content-Length: never complete within a phase
 CLIENT_DEADLINE = 10.0
 # The memory bound stated for this model: peak RSS <= idle + RSS_BOUND x --max_in_flight_bytes.
 # Measured ~7-8x: besides the request's copies (gRPC buffer, proto, array, TensorFlow's tensor)
@@ -141,28 +145,54 @@ def json_body(batch: int, frames: int) -> bytes:
 
 
 def slow_clients(proc, port: int, rest_port: int, seconds: float) -> dict:
+    """Slow request lines and slow bodies open; a normal REST and gRPC request; SIGTERM."""
     line = f"POST /v1/models/{MODEL}:predict HTTP/1.1\r\nHost: x\r\n".encode()
     socks = [socket.create_connection(("127.0.0.1", rest_port), timeout=5)
              for _ in range(SLOW_CLIENTS)]
-    sent, stop = [0], threading.Event()
+    # Headers at once, then the body a byte at a time: the request is complete as far as
+    # the headers go, so a server that admits before reading the body would give these
+    # connections every in-flight slot.
+    headers = (f"POST /v1/models/{MODEL}:predict HTTP/1.1\r\nHost: x\r\n"
+               f"Content-Type: application/json\r\nContent-Length: {SLOW_BODY_BYTES}"
+               "\r\n\r\n").encode()
+    bodies = [socket.create_connection(("127.0.0.1", rest_port), timeout=5)
+              for _ in range(SLOW_BODIES)]
+    for s in bodies:
+        s.sendall(headers)
+    sent, body_sent, stop = [0], [0], threading.Event()
 
     def trickle():
-        while not stop.is_set() and sent[0] < len(line):
-            for s in socks:
-                try:
-                    s.send(line[sent[0]:sent[0] + 1])
-                except OSError:
-                    pass
-            sent[0] += 1
+        while not stop.is_set() and (sent[0] < len(line) or body_sent[0] < SLOW_BODY_BYTES):
+            if sent[0] < len(line):
+                for s in socks:
+                    try:
+                        s.send(line[sent[0]:sent[0] + 1])
+                    except OSError:
+                        pass
+                sent[0] += 1
+            if body_sent[0] < SLOW_BODY_BYTES:
+                for s in bodies:
+                    try:
+                        s.send(b" ")   # JSON whitespace: the body stays valid so far
+                    except OSError:
+                        pass
+                body_sent[0] += 1
             stop.wait(1.0)   # one byte per second per connection, by design
 
     threading.Thread(target=trickle, daemon=True).start()
     stop.wait(min(2.0, seconds))
-    status, rest_s = rest_predict(rest_port, json_body(1, 4), CLIENT_DEADLINE)
+    try:
+        status, rest_s = rest_predict(rest_port, json_body(1, 4), CLIENT_DEADLINE)
+    except OSError as e:   # timed out or refused: recorded, not raised
+        status, rest_s = f"{type(e).__name__}: {e}", CLIENT_DEADLINE
     t0 = time.perf_counter()
+    grpc_status = "OK"
     with PredictionClient(f"127.0.0.1:{port}", MODEL, timeout=CLIENT_DEADLINE,
                           retries=0) as client:
-        client.predict(np.zeros((1, 4, 64, 64, 1), np.float32), 2)
+        try:
+            client.predict(np.zeros((1, 4, 64, 64, 1), np.float32), 2)
+        except ServingError as e:
+            grpc_status = e.code.name
     grpc_s = time.perf_counter() - t0
     stop.wait(max(0.0, seconds - 2.0))
     t0 = time.monotonic()
@@ -174,12 +204,19 @@ def slow_clients(proc, port: int, rest_port: int, seconds: float) -> dict:
         code = "killed after drain + 30 s"
     exit_s = time.monotonic() - t0
     stop.set()
-    for s in socks:
+    for s in socks + bodies:
         s.close()
     return {"connections": SLOW_CLIENTS, "bytes_sent_each": sent[0],
+            "slow_body_connections": SLOW_BODIES, "slow_body_content_length": SLOW_BODY_BYTES,
+            "body_bytes_sent_each": body_sent[0],
             "normal_rest_request": {"status": status, "seconds": round(rest_s, 3),
-                                    "deadline_s": CLIENT_DEADLINE},
-            "normal_grpc_request": {"ok": True, "seconds": round(grpc_s, 3)},
+                                    "deadline_s": CLIENT_DEADLINE,
+                                    "within_deadline": status == 200
+                                    and rest_s <= CLIENT_DEADLINE},
+            "normal_grpc_request": {"ok": grpc_status == "OK", "status": grpc_status,
+                                    "seconds": round(grpc_s, 3),
+                                    "within_deadline": grpc_status == "OK"
+                                    and grpc_s <= CLIENT_DEADLINE},
             "sigterm_exit": {"code": code, "seconds": round(exit_s, 2),
                              "drain_seconds": DRAIN, "within_drain": exit_s <= DRAIN}}
 
@@ -257,10 +294,16 @@ def write_report(out_dir: str, results: dict) -> None:
         f"server alive after: {results['server_alive_after_overload']}. Accepted latency p50 "
         f"{o['accepted_p50_ms']} ms, p99 {o['accepted_p99_ms']} ms.", "",
         "## Slow clients", "",
-        f"{s['connections']} REST connections sending one byte per second "
-        f"({s['bytes_sent_each']} bytes each): a normal REST request answered "
-        f"{s['normal_rest_request']['status']} in {s['normal_rest_request']['seconds']} s and a "
-        f"gRPC one in {s['normal_grpc_request']['seconds']} s (deadline {CLIENT_DEADLINE:g} s); "
+        f"{s['connections']} REST connections sending a request line one byte per second "
+        f"({s['bytes_sent_each']} bytes each) and {s['slow_body_connections']} sending full "
+        f"headers (Content-Length {s['slow_body_content_length']}) then one body byte per "
+        f"second ({s['body_bytes_sent_each']} body bytes each; {s['slow_body_connections']} "
+        f"> --max_in_flight_requests {LIMIT}): a normal REST request answered "
+        f"{s['normal_rest_request']['status']} in {s['normal_rest_request']['seconds']} s "
+        f"(within its deadline: {s['normal_rest_request']['within_deadline']}) and a gRPC "
+        f"one {s['normal_grpc_request']['status']} in {s['normal_grpc_request']['seconds']} s "
+        f"(within: {s['normal_grpc_request']['within_deadline']}; deadline "
+        f"{CLIENT_DEADLINE:g} s); "
         f"SIGTERM: exit code {s['sigterm_exit']['code']} after {s['sigterm_exit']['seconds']} s "
         f"(drain {DRAIN:g} s).", "",
         "## Memory", "",

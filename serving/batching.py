@@ -4,18 +4,23 @@ Requests that may share a model call go to one queue (the caller's key: the
 same loaded version and signature, equal input shapes beyond the first
 dimension, equal horizon). A queue is a list of batches, the last one open:
 a request joins the open batch, or closes it and opens the next when it does
-not fit in `max_batch_size`, or is refused with TF Serving's UNAVAILABLE
-"The batch scheduling queue to which this task was submitted is full; ..."
-when the queue already holds `max_enqueued_batches` batches (a running batch
-no longer counts). A batch becomes due when it is closed, full, or its first
-request has waited `batch_timeout_micros`; `num_batch_threads` threads,
-shared by every queue, take due batches round-robin over the queues.
+not fit in `max_batch_size` examples or in the batcher's `max_batch_bytes`
+(the merged, padded batch at the float32 working size; vidgen's bound, TF
+Serving's BatchingParameters has none: a merged batch is one more copy of
+every request in it, and the model's activations grow with it), or is
+refused with TF Serving's UNAVAILABLE "The batch scheduling queue to which
+this task was submitted is full; ..." when the queue already holds
+`max_enqueued_batches` batches (a running batch no longer counts). A batch
+becomes due when it is closed, full, or its first request has waited
+`batch_timeout_micros`; `num_batch_threads` threads, shared by every queue,
+take due batches round-robin over the queues.
 
 A batch is merged by concatenating every input along dimension 0, padded up
 to the next of `allowed_batch_sizes` with the first row of its last request
 (batching_session.cc's MergeInputTensors), run once, and split back; the
-padding rows are dropped. TF Serving keeps one queue per signature and fails
-a whole merged batch whose requests disagree (different context lengths:
+padding rows are dropped. A request larger than `max_batch_bytes` alone runs
+in a batch of its own. TF Serving keeps one queue per signature and fails a
+whole merged batch whose requests disagree (different context lengths:
 FAILED_PRECONDITION; different horizons: the graph's INVALID_ARGUMENT); the
 finer key here means such requests are never merged.
 """
@@ -36,13 +41,20 @@ from serving.batching_parameters import BatchingOptions
 from serving.errors import ServingError, invalid
 
 
+def _working_bytes(array: np.ndarray) -> int:
+    """An array's bytes at the float32 working size (smaller dtypes count 4 bytes a value)."""
+    array = np.asarray(array)
+    return int(array.size) * max(4, array.dtype.itemsize)
+
+
 class _Task:
-    __slots__ = ("arrays", "size", "future", "enqueued", "deadline")
+    __slots__ = ("arrays", "size", "nbytes", "future", "enqueued", "deadline")
 
     def __init__(self, arrays: dict[str, np.ndarray], size: int,
                  deadline: Optional[float] = None):
         self.arrays = arrays
         self.size = size
+        self.nbytes = sum(_working_bytes(v) for v in arrays.values())
         self.future: Future = Future()
         self.enqueued = time.monotonic()
         self.deadline = deadline
@@ -61,15 +73,34 @@ class _Task:
 class _Queue:
     """The batches of one key: closed ones waiting for a thread, then the open one."""
 
-    def __init__(self, options: BatchingOptions, run: Callable[[dict], dict]):
+    def __init__(self, options: BatchingOptions, run: Callable[[dict], dict],
+                 max_bytes: Optional[int] = None):
         self.options = options
         self.run = run
+        self.max_bytes = max_bytes
         self.batches: list[list[_Task]] = [[]]
         self.sizes = [0]
+        self.nbytes = [0]
+
+    def merged_bytes(self, nbytes: int, size: int, last: _Task) -> int:
+        """Bytes of a merged batch of `size` examples and `nbytes` bytes, padding included.
+
+        Padding rows are copies of the last task's first row (see `_merge`).
+        """
+        padding = self.options.padded_size(size) - size
+        return nbytes + (padding * last.nbytes // last.size if last.size else 0)
+
+    def _fits(self, task: _Task) -> bool:
+        size = self.sizes[-1] + task.size
+        if size > self.options.max_batch_size:
+            return False
+        if self.max_bytes is None or not self.batches[-1]:
+            return True   # a task larger than max_bytes alone runs alone
+        return self.merged_bytes(self.nbytes[-1] + task.nbytes, size, task) <= self.max_bytes
 
     def add(self, task: _Task) -> None:
         o = self.options
-        if self.sizes[-1] + task.size > o.max_batch_size:
+        if not self._fits(task):
             if len(self.batches) >= o.max_enqueued_batches:
                 raise ServingError(
                     grpc.StatusCode.UNAVAILABLE,
@@ -78,12 +109,16 @@ class _Queue:
                     f"is {o.max_enqueued_batches}")
             self.batches.append([])
             self.sizes.append(0)
+            self.nbytes.append(0)
         self.batches[-1].append(task)
         self.sizes[-1] += task.size
+        self.nbytes[-1] += task.nbytes
 
     def due_at(self) -> Optional[float]:
         """time.monotonic() at which the front batch may run; None when there is none."""
-        if len(self.batches) > 1 or self.sizes[0] >= self.options.max_batch_size:
+        full = self.sizes[0] >= self.options.max_batch_size or (
+            self.max_bytes is not None and self.nbytes[0] >= self.max_bytes)
+        if len(self.batches) > 1 or full:
             return float("-inf")
         if not self.batches[0]:
             return None
@@ -91,9 +126,10 @@ class _Queue:
 
     def pop(self) -> list[_Task]:
         self.sizes.pop(0)
+        self.nbytes.pop(0)
         batch = self.batches.pop(0)
         if not self.batches:
-            self.batches, self.sizes = [[]], [0]
+            self.batches, self.sizes, self.nbytes = [[]], [0], [0]
         return batch
 
     def empty(self) -> bool:
@@ -106,6 +142,8 @@ class Batcher:
     Args:
         num_batch_threads: batches run at the same time, over all queues.
         thread_pool_name: the threads' name prefix.
+        max_batch_bytes: most bytes in one merged batch, padding included, at the float32
+            working size (None: no bound but `max_batch_size`).
 
     Example:
 
@@ -114,9 +152,13 @@ class Batcher:
         outputs = future.result()
     """
 
-    def __init__(self, num_batch_threads: int = 1, thread_pool_name: str = "batch_threads"):
+    def __init__(self, num_batch_threads: int = 1, thread_pool_name: str = "batch_threads",
+                 max_batch_bytes: Optional[int] = None):
         if num_batch_threads < 1:
             raise ValueError(f"num_batch_threads must be positive. Received: {num_batch_threads}")
+        if max_batch_bytes is not None and max_batch_bytes < 1:
+            raise ValueError(f"max_batch_bytes must be positive. Received: {max_batch_bytes}")
+        self.max_batch_bytes = max_batch_bytes
         self._queues: dict[tuple, _Queue] = {}
         self._cv = threading.Condition()
         self._closed = False
@@ -164,7 +206,7 @@ class Batcher:
                 raise ServingError(grpc.StatusCode.UNAVAILABLE, "The server is shutting down.")
             queue = self._queues.get(key)
             if queue is None:
-                queue = self._queues[key] = _Queue(options, run)
+                queue = self._queues[key] = _Queue(options, run, self.max_batch_bytes)
             queue.add(task)
             self._cv.notify_all()
         return task.future

@@ -42,9 +42,13 @@ def _cmd_start(args) -> int:
     if args.file_system_poll_wait_seconds <= 0:
         raise VidgenError("--file_system_poll_wait_seconds must be positive. Received: "
                           f"{args.file_system_poll_wait_seconds}")
+    if args.max_batch_bytes is not None and not args.enable_batching:
+        raise VidgenError("--max_batch_bytes bounds merged batches, which only "
+                          "--enable_batching makes; received --max_batch_bytes "
+                          f"{args.max_batch_bytes} without --enable_batching.")
     for flag in ("max_request_bytes", "max_json_request_bytes", "max_in_flight_requests",
-                 "max_in_flight_bytes", "max_rest_connections"):
-        if getattr(args, flag) < 1:
+                 "max_in_flight_bytes", "max_rest_connections", "max_batch_bytes"):
+        if getattr(args, flag) is not None and getattr(args, flag) < 1:
             raise VidgenError(f"--{flag} must be positive. Received: {getattr(args, flag)}")
     if args.max_in_flight_bytes < args.max_request_bytes:
         raise VidgenError("--max_in_flight_bytes must be at least --max_request_bytes, or the "
@@ -69,7 +73,8 @@ def _cmd_start(args) -> int:
             monitoring_config=monitoring_config,
             max_in_flight_requests=args.max_in_flight_requests,
             max_in_flight_bytes=args.max_in_flight_bytes,
-            max_rest_connections=args.max_rest_connections)
+            max_rest_connections=args.max_rest_connections,
+            max_batch_bytes=args.max_batch_bytes)
     except (ServingError, ConfigFileError) as e:
         raise VidgenError(_config_refusal(args, e)) from None
     stop = threading.Event()
@@ -86,7 +91,7 @@ def _cmd_start(args) -> int:
     print(f"vidgen-serve: {served}; gRPC on "
           f"{args.host}:{server.port}" + (f", REST on {args.host}:{server.rest_api_port}"
                                            if server.rest_api_port else "") +
-          _batching_banner(batching), flush=True)
+          _batching_banner(batching, server.core.max_batch_bytes), flush=True)
     print("vidgen-serve: not implemented from TF Serving: " + "; ".join(NOT_IMPLEMENTED) + ".",
           flush=True)
     stop.wait()
@@ -204,13 +209,14 @@ def _batching_options(args, options_class):
         raise VidgenError(f"--batching_parameters_file: {e}") from None
 
 
-def _batching_banner(batching) -> str:
+def _batching_banner(batching, max_batch_bytes: int) -> str:
     if batching is None:
         return "; no batching"
+    bound = f"; at most {max_batch_bytes} bytes a merged batch (--max_batch_bytes)"
     if batching.per_model:
         return ("; batching: each version's own batching_params.pbtxt (a version without one "
-                f"is not batched), {batching.num_batch_threads} batch threads")
-    return f"; batching: {batching.describe()}"
+                f"is not batched), {batching.num_batch_threads} batch threads" + bound)
+    return f"; batching: {batching.describe()}" + bound
 
 
 def _cmd_predict(args) -> int:
@@ -277,6 +283,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="read each version's batching_params.pbtxt (thread pool from the "
                         "server's file); a version without one is not batched")
     s.add_argument("--max_request_bytes", type=int, default=256 << 20)
+    s.add_argument("--max_batch_bytes", type=int, default=None,
+                   help="most bytes in one merged batch (stacked and padded, counted at the "
+                        "float32 working size; default: --max_request_bytes); a request that "
+                        "would make its batch larger starts the next batch, and one larger "
+                        "alone runs alone (vidgen's flag; TF Serving's BatchingParameters has "
+                        "no byte limit)")
     s.add_argument("--max_json_request_bytes", type=int, default=32 << 20,
                    help="largest REST (JSON) body, refused with 413 before it is read: "
                         "json.loads alone makes 6-8 bytes of Python objects per body byte "
@@ -286,9 +298,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "RESOURCE_EXHAUSTED / HTTP 429 at once instead of queueing (vidgen's "
                         "flag; TF Serving has none)")
     s.add_argument("--max_in_flight_bytes", type=int, default=1 << 30,
-                   help="request bytes in flight at most, at least --max_request_bytes; "
-                        "beyond, RESOURCE_EXHAUSTED / HTTP 429 (vidgen's flag; TF Serving has "
-                        "none)")
+                   help="request bytes in flight at most, at least --max_request_bytes; a "
+                        "request counts at the larger of its wire size and what it decodes "
+                        "to (float32 working size, one-value fills at their full shape), "
+                        "checked before decoding; beyond, RESOURCE_EXHAUSTED / HTTP 429 "
+                        "(vidgen's flag; TF Serving has none)")
     s.add_argument("--max_rest_connections", type=int, default=256,
                    help="open REST connections at most; beyond, HTTP 503 and the connection "
                         "is closed (vidgen's flag; TF Serving has none)")

@@ -9,6 +9,7 @@ all before TensorFlow is called.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
@@ -65,19 +66,29 @@ class ServingCore:
         model_threads: model calls that may run at once (without batching).
         metrics: a `serving.monitoring.Metrics` (None: a new one).
         allow_version_labels_for_unavailable_models: TF Serving's flag of that name.
+        admission: the server's `serving.admission.Admission`, or None (no bound): every
+            Predict is charged its decoded size against its bytes in flight, before it
+            is decoded.
+        max_batch_bytes: most bytes in one merged batch, at the float32 working size
+            (None: `limits.max_request_bytes`, the most one request may decode to).
     """
 
     def __init__(self, config, limits: Optional[Limits] = None,
                  poll_interval: float = 1.0, batching: Optional[BatchingOptions] = None,
                  model_threads: int = 4, metrics: Optional[Metrics] = None,
-                 allow_version_labels_for_unavailable_models: bool = False):
+                 allow_version_labels_for_unavailable_models: bool = False,
+                 admission=None, max_batch_bytes: Optional[int] = None):
         self.limits = limits = limits or Limits()
+        self.admission = admission
         self.metrics = metrics or Metrics()
         self.models = ModelRegistry(
             config, limits, poll_interval, warmup=self.warmup, metrics=self.metrics,
             allow_version_labels_for_unavailable_models=allow_version_labels_for_unavailable_models)
         self.batching = batching
-        self.batcher = (Batcher(batching.num_batch_threads, batching.thread_pool_name)
+        self.max_batch_bytes = (limits.max_request_bytes if max_batch_bytes is None
+                                else max_batch_bytes)
+        self.batcher = (Batcher(batching.num_batch_threads, batching.thread_pool_name,
+                                max_batch_bytes=self.max_batch_bytes)
                         if batching else None)
         self._pool = ThreadPoolExecutor(model_threads, thread_name_prefix="model")
 
@@ -115,9 +126,12 @@ class ServingCore:
         parsed = {a: tensors.parse_proto(a, p, self.limits.max_elements)
                   for a, p in request.inputs.items()}
         output_filter = servable.check_output_filter(key, request.output_filter)
-        servable.check_inputs(key, {a: (p.dtype, p.shape) for a, p in parsed.items()})
-        arrays = {a: p.decode() for a, p in parsed.items()}
-        outputs = self.run(servable, key, arrays, deadline, ticket)
+        shapes = {a: (p.dtype, p.shape) for a, p in parsed.items()}
+        servable.check_inputs(key, shapes)
+        # Charged before decode() allocates: a fill of a few bytes may decode to megabytes.
+        with self._charge(shapes, ticket, getattr(ticket, "nbytes", 0)):
+            arrays = {a: p.decode() for a, p in parsed.items()}
+            outputs = self.run(servable, key, arrays, deadline, ticket, charged=True)
         response = predict_pb2.PredictResponse()
         response.model_spec.name = servable.name
         response.model_spec.version.value = servable.version
@@ -129,21 +143,69 @@ class ServingCore:
 
     def predict_arrays(self, servable: Servable, signature: str,
                        arrays: dict[str, np.ndarray],
-                       deadline: Optional[float] = None) -> tuple[str, dict[str, np.ndarray]]:
-        """The REST path: inputs already decoded with the signature's dtypes."""
+                       deadline: Optional[float] = None,
+                       ticket=None) -> tuple[str, dict[str, np.ndarray]]:
+        """The REST path: inputs already decoded with the signature's dtypes.
+
+        Args:
+            ticket: the request's admission ticket (or a wrapper of it), or None; see `run`.
+        """
         key, _ = servable.signature_def(signature)
         servable.check_inputs(key, {a: (tensors.dt_of(v), v.shape) for a, v in arrays.items()})
-        return key, self.run(servable, key, arrays, deadline)
+        return key, self.run(servable, key, arrays, deadline, ticket)
+
+    @contextlib.contextmanager
+    def _charge(self, shapes: dict[str, tuple[int, tuple[int, ...]]], ticket, wire: int):
+        """Holds the inputs' decoded size against the bytes in flight while the request runs.
+
+        The request's own ticket (passed, or the one its handler thread admitted) is
+        raised to the decoded size, and released with the request; a request without one
+        holds a reservation of its own until the block ends.
+
+        Args:
+            shapes: input alias -> (DataType enum, shape), already checked.
+            ticket: the request's admission ticket, or None.
+            wire: the request's wire size, for the message (0: the ticket's, or unknown).
+
+        Raises:
+            ServingError: RESOURCE_EXHAUSTED (naming --max_in_flight_bytes) when the decoded
+                size does not fit.
+        """
+        if self.admission is None:
+            yield
+            return
+        need = sum(tensors.working_bytes(d, s) for d, s in shapes.values())
+        if not hasattr(ticket, "charge"):   # none, or a front end's wrapper of the ticket
+            ticket = self.admission.current()
+        if ticket is not None:
+            ticket.charge(need, wire or ticket.nbytes)
+            yield
+            return
+        reservation = self.admission.reserve(need, wire)
+        try:
+            yield
+        finally:
+            reservation.release()
 
     def run(self, servable: Servable, key: str, arrays: dict[str, np.ndarray],
-            deadline: Optional[float], ticket=None) -> dict[str, np.ndarray]:
+            deadline: Optional[float], ticket=None, *,
+            charged: bool = False) -> dict[str, np.ndarray]:
         """Value checks, then the model call (batched when enabled), within the deadline.
+
+        The inputs' decoded size is charged against the bytes in flight first (see
+        `_charge`), so every front end that gets here is bounded by it.
 
         Args:
             deadline: time.monotonic() by which to answer, or None.
-            ticket: the request's `serving.admission` ticket, or None; once cancelled
-                (the client went away), the queued call is dropped.
+            ticket: the request's `serving.admission` ticket (or a front end's wrapper of
+                it), or None; once cancelled (the client went away), the queued call is
+                dropped.
+            charged: the caller already charged the inputs (`predict_on`, before decoding).
         """
+        if not charged:
+            shapes = {a: (tensors.dt_of(v), np.shape(v)) for a, v in arrays.items()}
+            with self._charge(shapes, ticket, 0):
+                return self.run(servable, key, arrays, deadline, ticket, charged=True)
         servable.check_values(key, arrays)
         _check_live(deadline, ticket)
         future = self._submit(servable, key, arrays, deadline, ticket)

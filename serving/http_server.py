@@ -12,12 +12,19 @@ for long); on drain, idle keep-alive connections are closed at once and busy
 ones after their answer. Every answer of the REST API is JSON, errors
 included: an unexpected exception is a 500 `{"error": ...}`, never a dropped
 connection.
+
+A REST predict takes its admission slot (shared with gRPC) only once its body
+is in: a slow body holds a connection thread, never a slot of the model's work.
+While it waits for the model, a request whose client closed its connection is
+cancelled like a gRPC call (its queued model call is not started). A malformed
+request line or header gets a JSON body and a status line too.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import select
 import socket
 import threading
 import time
@@ -31,9 +38,8 @@ from serving.errors import ServingError
 
 log = logging.getLogger("vidgen.serving")
 
-# A refused body up to this size is read and dropped so the connection stays usable;
-# a larger one closes the connection (reading it would defeat the refusal).
-_DISCARD_BYTES = 1 << 20
+# Seconds between two looks at the socket of a REST request waiting for its model call.
+_PEER_POLL = 0.1
 
 
 def _json_bytes(status: int, message: str, close: bool = True) -> bytes:
@@ -138,7 +144,9 @@ class RestServer(ThreadingHTTPServer):
             while not self._closed:
                 now, wait = time.monotonic(), None
                 for conn in self._connections.values():
-                    if conn.busy:
+                    # Already shut (deadline inf): a wait of inf would overflow and kill this
+                    # thread, leaving every later connection without a read deadline.
+                    if conn.busy or conn.deadline == float("inf"):
                         continue
                     if self._draining or conn.deadline <= now:
                         _shut_read(conn.sock)
@@ -180,6 +188,76 @@ def _shut_read(sock) -> None:
         pass
 
 
+def _peer_closed(sock) -> bool:
+    """The client closed (or reset) its connection; bytes it sent since do not count as gone."""
+    try:
+        poller = select.poll()
+        poller.register(sock, select.POLLIN)
+        if not poller.poll(0):
+            return False
+        return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except (BlockingIOError, InterruptedError):
+        return False
+    except (OSError, ValueError):   # reset, or the socket is already closed
+        return True
+
+
+class _PeerGone:
+    """The `cancelled` event of a REST ticket: also set once the client's socket is closed.
+
+    `serving.core` asks `is_set()` before it submits a model call and again on the model
+    thread just before the call starts, so the moment the call would start is checked
+    exactly; `_RestTicket.watch` covers the wait in between (and the batcher's queue).
+    """
+
+    def __init__(self, ticket, sock):
+        self._ticket = ticket
+        self._sock = sock
+
+    def is_set(self) -> bool:
+        if self._ticket.cancelled.is_set():
+            return True
+        if _peer_closed(self._sock):
+            self._ticket.cancel()
+            return True
+        return False
+
+
+class _RestTicket:
+    """An admission ticket whose request is cancelled when its REST client goes away.
+
+    gRPC learns of a client gone from its RPC; a REST request learns it from its socket:
+    while its model call is queued, a watcher looks at the socket every `_PEER_POLL` s and
+    cancels the call (and so frees the admission slot) once the client has closed it.
+
+    Args:
+        ticket: the `serving.admission` ticket of the request.
+        sock: the request's connection.
+    """
+
+    def __init__(self, ticket, sock):
+        self._ticket = ticket
+        self.cancelled = _PeerGone(ticket, sock)
+
+    def watch(self, future) -> None:
+        self._ticket.watch(future)
+        done = threading.Event()
+        future.add_done_callback(lambda _: done.set())
+        threading.Thread(target=self._watch, args=(done,), name="rest-peer",
+                         daemon=True).start()
+
+    def _watch(self, done: threading.Event) -> None:
+        while not done.wait(_PEER_POLL):
+            if self.cancelled.is_set():
+                return
+
+    def cancel(self) -> None:
+        self._ticket.cancel()
+
+    def release(self) -> None:
+        self._ticket.release()
+
+
 def make_handler(core, timeout: Optional[float], max_body: int,
                  metrics_path: Optional[str] = None, admission=None,
                  max_json_body: Optional[int] = None) -> type[BaseHTTPRequestHandler]:
@@ -191,7 +269,8 @@ def make_handler(core, timeout: Optional[float], max_body: int,
             or None.
         max_body: largest request body accepted, in bytes.
         metrics_path: the Prometheus path (None: metrics are not served).
-        admission: the server's `serving.admission.Admission`, or None (no bound).
+        admission: the server's `serving.admission.Admission`, or None (no bound); a REST
+            predict is admitted once its body is read.
         max_json_body: largest body of a REST API (JSON) request, checked before reading it.
     """
     max_json_body = max_body if max_json_body is None else min(max_body, max_json_body)
@@ -199,32 +278,58 @@ def make_handler(core, timeout: Optional[float], max_body: int,
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
-        # A malformed request line or header is answered in JSON too (send_error).
-        error_content_type = "application/json"
-        error_message_format = '{"error": "%(code)d %(message)s: %(explain)s"}'
         # Every socket read and write: a backstop behind RestServer's read deadlines.
         timeout = socket_timeout
 
+        def send_error(self, code, message=None, explain=None):
+            """A malformed request line or header (http.server's errors), answered in JSON.
+
+            http.server's own answer pastes the request's text unescaped into its body and
+            its status line, and none at all has a status line when the version could not
+            be parsed (it is taken for HTTP/0.9); this one always has both.
+            """
+            short, long = self.responses.get(code, ("Error", "Error"))
+            text = f"{code} {message or short}: {explain or long}"
+            self.log_error("code %d, message %r", code, message)
+            if not str(self.request_version).startswith("HTTP/1."):
+                self.request_version = "HTTP/1.1"   # the status line is always sent
+            self.close_connection = True
+            body = json.dumps({"error": text}).encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Connection", "close")
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+
+        def parse_request(self):
+            if not super().parse_request():
+                return False
+            if self.request_version == self.default_request_version:
+                # A two-word request line is HTTP/0.9, whose answers have no status line.
+                self.send_error(400, "Bad request syntax",
+                                "expected a request line 'METHOD PATH HTTP/1.x', received "
+                                f"{self.requestline[:200]!r}")
+                return False
+            return True
+
         def _send(self, status: int, data: bytes, content_type: str) -> None:
+            self._send_chunks(status, [data], content_type)
+
+        def _send_chunks(self, status: int, chunks: list[bytes], content_type: str) -> None:
+            # Written piece by piece: a large JSON answer is never joined into one more copy.
             self.send_response(status)
             self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(data)))
+            self.send_header("Content-Length", str(sum(len(c) for c in chunks)))
             if self.close_connection:
                 self.send_header("Connection", "close")
             self.end_headers()
-            self.wfile.write(data)
+            for chunk in chunks:
+                self.wfile.write(chunk)
 
         def _reply(self, status: int, body: dict) -> None:
             self._send(status, json.dumps(body).encode(), "application/json")
-
-        def _refuse(self, status: int, message: str, length: int) -> None:
-            """Answers without running the request; keeps the connection if the body is small."""
-            if length <= _DISCARD_BYTES:
-                if len(self.rfile.read(length)) < length:
-                    self.close_connection = True
-            else:
-                self.close_connection = True
-            self._reply(status, {"error": message})
 
         def _handle(self, method: str) -> None:
             self._sent = False
@@ -270,21 +375,13 @@ def make_handler(core, timeout: Optional[float], max_body: int,
                                      f"limit of {limit} bytes ({flag}).")
                 self._reply(413, {"error": error.message})
                 return
-            ticket = None
-            if api and method == "POST" and admission is not None:
-                try:
-                    ticket = admission.admit(length)
-                except ServingError as e:
-                    self._refuse(e.http_status, e.message, length)
-                    return
+            # The body first, under its read deadline and before any admission slot: a slow
+            # client holds its connection thread (bounded by --max_rest_connections, its
+            # body by the Content-Length limit above), never a slot of the model's work.
             try:
-                self._answer(method, path, api, length, deadline)
-            finally:
-                if ticket is not None:
-                    ticket.release()
-
-        def _answer(self, method, path, api, length, deadline) -> None:
-            body = self.rfile.read(length) if length else b""
+                body = self.rfile.read(length) if length else b""
+            except TimeoutError:   # the socket's backstop timeout beat the read deadline
+                body = b""
             if len(body) < length:
                 self.close_connection = True
                 self._reply(408, {"error": f"The request body ({length} bytes) was not received "
@@ -292,6 +389,20 @@ def make_handler(core, timeout: Optional[float], max_body: int,
                                            "(--rest_api_timeout_in_ms)."})
                 return
             self._body_read = True
+            ticket = None
+            if api and method == "POST" and admission is not None:
+                try:
+                    ticket = _RestTicket(admission.admit(length), self.connection)
+                except ServingError as e:
+                    self._reply(e.http_status, {"error": e.message})
+                    return
+            try:
+                self._answer(method, path, api, body, deadline, ticket)
+            finally:
+                if ticket is not None:
+                    ticket.release()
+
+        def _answer(self, method, path, api, body, deadline, ticket) -> None:
             if not self.server.busy(self.request):
                 self.close_connection = True
                 self._reply(503, {"error": "The server is shutting down."})
@@ -302,10 +413,15 @@ def make_handler(core, timeout: Optional[float], max_body: int,
             if not api:
                 self._send(404, b"404 Not Found\n", "text/plain")
                 return
-            status, out = rest.handle(core, method, self.path, body, deadline)
-            data = json.dumps(out).encode()
+            status, out = rest.handle(core, method, self.path, body, deadline, ticket)
+            chunks = out.chunks if isinstance(out, rest.JsonText) else [json.dumps(out).encode()]
             self._sent = True
-            self._send(status, data, "application/json")
+            try:
+                self._send_chunks(status, chunks, "application/json")
+            except OSError as e:   # the client left while its answer was made
+                self.close_connection = True
+                log.debug("REST %s %s: the answer was not delivered: %s", method,
+                          path[:200], e)
 
         def do_GET(self):  # noqa: N802
             self._handle("GET")

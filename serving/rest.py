@@ -16,6 +16,11 @@ there it must have the same value in every instance and is passed once.
 Columnar format ("inputs"): the values as they are; the response is
 `{"outputs": ...}`.
 
+A predict answer is encoded a block of values at a time, never as one Python
+list of every value (which costs ~8x the float32 output), after its length is
+bounded from the output shapes: beyond `Limits.max_response_bytes` it is
+refused RESOURCE_EXHAUSTED (413), as a request body beyond its JSON limit is.
+
 Every request gets a JSON answer with a status. A version is ASCII digits (RE2's
 `\\d`, as in TF Serving's path regex) that fit an int64; other digits make a
 malformed path and a number beyond int64 is TF Serving's INVALID_ARGUMENT
@@ -152,6 +157,7 @@ def parse_predict(doc: dict, specs: dict, max_elements: int) -> tuple[str, dict]
 
 
 def format_predict(fmt: str, outputs: dict[str, np.ndarray]) -> dict:
+    """The predict answer as a JSON document (Python lists; `encode_predict` streams it)."""
     if fmt == "row":
         n = next(iter(outputs.values())).shape[0]
         if len(outputs) == 1:
@@ -164,11 +170,156 @@ def format_predict(fmt: str, outputs: dict[str, np.ndarray]) -> dict:
     return {"outputs": {k: v.tolist() for k, v in outputs.items()}}
 
 
+class JsonText:
+    """An encoded JSON answer, in pieces of about `_CHUNK_BYTES` (written one after another).
+
+    Args:
+        chunks: the UTF-8 pieces; their concatenation is the document.
+    """
+
+    def __init__(self, chunks: list[bytes]):
+        self.chunks = chunks
+
+    def __len__(self) -> int:
+        return sum(len(c) for c in self.chunks)
+
+    def __bytes__(self) -> bytes:
+        return b"".join(self.chunks)
+
+
+# Elements turned into Python objects at a time: tolist() costs ~32 bytes per float
+# (the object and its list slot), so a whole output would cost ~8x its float32 bytes.
+_BLOCK_ELEMENTS = 1 << 16
+_CHUNK_BYTES = 1 << 20
+# Longest json.dumps text of one value: repr of a float is 17 significant digits at most,
+# "-1.2345678901234567e-308" (24 characters; "-Infinity" is 9).
+_FLOAT_CHARS = 24
+
+
+def _value_chars(dtype: np.dtype) -> int:
+    if dtype.kind == "f":
+        return _FLOAT_CHARS
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        return max(len(str(info.min)), len(str(info.max)))
+    if dtype.kind == "b":
+        return len("false")
+    return _FLOAT_CHARS * 4   # not a JSON dtype of this server: a generous bound
+
+
+def json_size_bound(array: np.ndarray) -> int:
+    """At most the length of `json.dumps(array.tolist())`, from its shape and dtype alone.
+
+    Each value takes its longest text plus a ", " separator; each nested list its
+    brackets plus the separator that follows it in its parent.
+    """
+    shape = array.shape
+    lists = sum(math.prod(shape[:k]) for k in range(len(shape)))
+    return array.size * (_value_chars(array.dtype) + 2) + lists * 4
+
+
+def answer_size_bound(fmt: str, outputs: dict[str, np.ndarray]) -> int:
+    """At most the length of `json.dumps(format_predict(fmt, outputs))`."""
+    # Row format with several outputs repeats every key in each instance's object.
+    n = next(iter(outputs.values())).shape[0] if fmt == "row" and len(outputs) > 1 else 1
+    keys = sum(len(json.dumps(k)) + 4 for k in outputs)   # '"key": ' and its ", "
+    return 32 + n * (keys + 4) + sum(json_size_bound(v) for v in outputs.values())
+
+
+def _pieces(array: np.ndarray):
+    """The text of `json.dumps(array.tolist())`, a block of elements at a time."""
+    if array.ndim == 0 or array.size <= _BLOCK_ELEMENTS:
+        yield json.dumps(array.tolist())
+        return
+    yield "["
+    for i in range(array.shape[0]):
+        if i:
+            yield ", "
+        yield from _pieces(array[i])
+    yield "]"
+
+
+def _doc_pieces(fmt: str, outputs: dict[str, np.ndarray]):
+    """The text of `json.dumps(format_predict(fmt, outputs))`, piece by piece."""
+    def mapping(items):
+        yield "{"
+        for n, (key, value) in enumerate(items):
+            yield (", " if n else "") + json.dumps(key) + ": "
+            yield from _pieces(value)
+        yield "}"
+
+    key = "predictions" if fmt == "row" else "outputs"
+    yield "{" + json.dumps(key) + ": "
+    if len(outputs) == 1:
+        yield from _pieces(next(iter(outputs.values())))
+    elif fmt == "row":
+        yield "["
+        for i in range(next(iter(outputs.values())).shape[0]):
+            if i:
+                yield ", "
+            yield from mapping((k, v[i]) for k, v in outputs.items())
+        yield "]"
+    else:
+        yield from mapping(outputs.items())
+    yield "}"
+
+
+def encode_predict(fmt: str, outputs: dict[str, np.ndarray], max_bytes: int) -> JsonText:
+    """The predict answer, encoded without a Python list of every output value.
+
+    Its length is bounded from the outputs' shapes first (`json_size_bound`), so an
+    answer too large for JSON is refused before any text is made.
+
+    Args:
+        fmt: "row" or "columnar" (`parse_predict`).
+        outputs: {alias: array} of the model call.
+        max_bytes: the largest JSON answer (`Limits.max_response_bytes`).
+
+    Returns:
+        The same text as `json.dumps(format_predict(fmt, outputs))`.
+
+    Raises:
+        ServingError: RESOURCE_EXHAUSTED (HTTP 413) when the bound exceeds `max_bytes`.
+    """
+    bound = answer_size_bound(fmt, outputs)
+    if bound > max_bytes:
+        shapes = ", ".join(f"{k} {tuple(v.shape)} {v.dtype}" for k, v in outputs.items())
+        raise ServingError(
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            f"The JSON answer would take up to {bound} bytes ({shapes}), more than the "
+            f"server's response limit of {max_bytes} bytes (Limits.max_response_bytes); ask "
+            "for fewer frames or a smaller batch, or use gRPC, whose answer is ~6x smaller.",
+            http_status=413)
+    chunks, part, size = [], [], 0
+    for piece in _doc_pieces(fmt, outputs):
+        part.append(piece)
+        size += len(piece)
+        if size >= _CHUNK_BYTES:
+            chunks.append("".join(part).encode())
+            part, size = [], 0
+    chunks.append("".join(part).encode())
+    return JsonText(chunks)
+
+
 def handle(core, method: str, path: str, body: bytes,
-           deadline: Optional[float] = None) -> tuple[int, dict]:
-    """One REST request -> (HTTP status, JSON body)."""
+           deadline: Optional[float] = None, ticket=None) -> tuple[int, dict | JsonText]:
+    """One REST request -> (HTTP status, JSON body).
+
+    Args:
+        core: the ServingCore.
+        method: the HTTP method.
+        path: the request path (query included).
+        body: the request body.
+        deadline: time.monotonic() by which to answer, or None.
+        ticket: the request's admission ticket (`serving.http_server`), or None; once it
+            is cancelled (the client went away), the queued model call is not started.
+
+    Returns:
+        (status, body): a dict for errors, status and metadata; a `JsonText` for a predict
+        answer, already encoded.
+    """
     try:
-        return 200, _dispatch(core, method, path, body, deadline)
+        return 200, _dispatch(core, method, path, body, deadline, ticket)
     except ServingError as e:
         return e.http_status, {"error": e.message}
     except Exception as e:  # noqa: BLE001 - a request must never drop the connection
@@ -187,7 +338,7 @@ def parse_version(text: Optional[str]) -> Optional[int]:
     return int(digits)
 
 
-def _dispatch(core, method, path, body, deadline):
+def _dispatch(core, method, path, body, deadline, ticket=None):
     m = _PATH.match(path.split("?", 1)[0])
     malformed = invalid(f"Malformed request: {method} {path}")
     if m is None:
@@ -198,7 +349,7 @@ def _dispatch(core, method, path, body, deadline):
     version = parse_version(version)
     if method == "POST" and verb:
         with core.metrics.request(name, verb, "REST") as call:
-            return _post(core, name, version, label, verb, body, deadline, call)
+            return _post(core, name, version, label, verb, body, deadline, call, ticket)
     if method == "GET" and not verb:
         if sub == "metadata":
             request = get_model_metadata_pb2.GetModelMetadataRequest(
@@ -224,7 +375,7 @@ def _dispatch(core, method, path, body, deadline):
     raise malformed
 
 
-def _post(core, name, version, label, verb, body, deadline, call):
+def _post(core, name, version, label, verb, body, deadline, call, ticket=None):
     servable = core.models.resolve(name, version, label)
     call.version = servable.version
     doc = parse_json(body)
@@ -237,8 +388,8 @@ def _post(core, name, version, label, verb, body, deadline, call):
     if key not in servable.signature_defs:
         raise invalid(f'Serving signature name: "{key}" not found in signature def')
     fmt, arrays = parse_predict(doc, servable.input_specs[key], core.limits.max_elements)
-    key, outputs = core.predict_arrays(servable, key, arrays, deadline)
-    return format_predict(fmt, outputs)
+    key, outputs = core.predict_arrays(servable, key, arrays, deadline, ticket=ticket)
+    return encode_predict(fmt, outputs, core.limits.max_response_bytes)
 
 
 def _not_predict(verb, servable, signature: str):

@@ -213,7 +213,14 @@ class Server:
             beyond, RESOURCE_EXHAUSTED (REST 429) at once. gRPC itself refuses RPCs beyond
             this plus CONTROL_RPCS.
         max_in_flight_bytes: request bytes in flight at most (at least `max_request_bytes`).
+            A request counts at the larger of its wire size and what it decodes to (at
+            the float32 working size, one-value fills at their declared shape), charged
+            from its shapes before anything is decoded.
         max_rest_connections: REST connections (threads) at most; beyond, a 503.
+        max_batch_bytes: most bytes in one merged batch (stacked and padded, at the float32
+            working size); a request that would make its batch larger starts the next
+            batch, one larger alone runs alone. None: `max_request_bytes`. TF Serving's
+            BatchingParameters has no such field.
 
     Raises:
         ValueError: the models are given in none or more than one of the three ways.
@@ -231,8 +238,11 @@ class Server:
                  model_config_file_poll_wait_seconds: float = 0.0,
                  allow_version_labels_for_unavailable_models: bool = False,
                  monitoring_config=None, max_in_flight_requests: int = 32,
-                 max_in_flight_bytes: int = 1 << 30, max_rest_connections: int = 256):
+                 max_in_flight_bytes: int = 1 << 30, max_rest_connections: int = 256,
+                 max_batch_bytes: Optional[int] = None):
         limits = limits or Limits()
+        if max_batch_bytes is not None and max_batch_bytes < 1:
+            raise ValueError(f"max_batch_bytes must be positive. Received: {max_batch_bytes}")
         if max_in_flight_bytes < limits.max_request_bytes:
             raise ValueError("max_in_flight_bytes must be at least max_request_bytes, or the "
                              "largest request could never run. Received: max_in_flight_bytes="
@@ -245,7 +255,8 @@ class Server:
         self.metrics_path = monitoring.prometheus_path(monitoring_config)
         self.core = ServingCore(
             config, limits, poll_interval, batching, metrics=monitoring.Metrics(),
-            allow_version_labels_for_unavailable_models=allow_version_labels_for_unavailable_models)
+            allow_version_labels_for_unavailable_models=allow_version_labels_for_unavailable_models,
+            admission=self.admission, max_batch_bytes=max_batch_bytes)
         self.metrics = self.core.metrics
         self.host = host
         max_rpcs = max_in_flight_requests + CONTROL_RPCS

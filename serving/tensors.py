@@ -126,6 +126,18 @@ def decoded_bytes(dtype: int, shape: tuple[int, ...]) -> int:
     return math.prod(shape) * (np.dtype(np_dtype).itemsize if np_dtype is not object else 1)
 
 
+def working_bytes(dtype: int, shape: tuple[int, ...]) -> int:
+    """Bytes a tensor takes at the float32 working size: the graph casts smaller dtypes up.
+
+    Why: predict_uint8 decodes to a quarter of what its graph holds, so a budget that
+    counts decoded bytes counts every value at 4 bytes at least (larger dtypes at theirs).
+    """
+    np_dtype = _FIELDS[dtype][0] if dtype in _FIELDS else object
+    if np_dtype is object:
+        return math.prod(shape)
+    return math.prod(shape) * max(4, np.dtype(np_dtype).itemsize)
+
+
 def parse_proto(alias: str, proto: tensor_pb2.TensorProto, max_elements: int) -> ProtoTensor:
     """Checks the structure of `proto`, like TensorFlow's Tensor::FromProto, without decoding.
 
