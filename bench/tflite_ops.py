@@ -37,10 +37,18 @@ export), in which every op has an XNNPACK kernel in the dtype it runs in:
   clip(frame, 0, 1) -> 1 - relu(1 - relu(x)) (RELUs fused into ADD/SUB;
   int8 RELU alone has none) and abs -> leaky_relu(x, alpha=-1) (int8 ABS has
   none, int8 LEAKY_RELU has).
+- the 1-D shifts of the "sdna" and "flow" heads: the one-hot convolution
+  that makes the k shifted copies of each channel (1 input channel, k
+  outputs; int8 CONV_2D of that shape is several times slower than float32
+  in XNNPACK) -> the padded frame's k slices, concatenated along a taps axis
+  in front of the rows (pure copies of contiguous rows), weights transposed
+  to match. Variants "*_xnnpack_conv" are the export before this change
+  (`xnnpack_copy(model, shift="conv")`), timed in the same run.
 
 Commands (REPORT.md records the one that made its numbers):
 
     .venv/bin/python -m bench.tflite_ops --out bench/tflite_ops     # about 9 minutes
+    .venv/bin/python -m bench.tflite_ops --out bench/tflite_ops --train-seconds 40
     .venv/bin/python -m bench.tflite_ops --smoke --out runs/tflite-ops-smoke   # under a minute
     .venv/bin/python -m bench.tflite_ops --report-only --out bench/tflite_ops   # REPORT.md again
 """
@@ -104,6 +112,11 @@ class Settings:
     step_invokes: int = 20
     threads: tuple[int, ...] = (1, 2)
 
+
+# The variants profiled op by op: the plain formulation, the export, the export before the
+# 1-D shifts became slices.
+PROFILED = ("float32", "int8", "float32_xnnpack", "int8_xnnpack", "float32_xnnpack_conv",
+            "int8_xnnpack_conv")
 
 SMOKE = Settings(tiny=True, train_seconds=0.0, train_clips=8, calibration_clips=2,
                  parity_clips=1, op_rounds=3, op_invokes=5, step_rounds=3, step_invokes=5)
@@ -226,6 +239,7 @@ def variants_for(preset: str, model, calibration: np.ndarray, context: int,
                               else None, context, horizon)
 
     fast = xnnpack_copy(model)
+    fast_conv = xnnpack_copy(model, shift="conv")
     out = {
         # The plain formulation: what export.tflite converted before it used export.xnnpack.
         "float32": (convert_step(model, "float32", None, context),
@@ -237,6 +251,14 @@ def variants_for(preset: str, model, calibration: np.ndarray, context: int,
         "int8_xnnpack": (convert_step(fast, "int8", calibration, context, formulation=True,
                                       float_ops=("DIV",)),
                          "xnnpack formulation, int8, DIV left float32"),
+        # The export before the 1-D shifts became slices: the one-hot shift convolutions.
+        "float32_xnnpack_conv": (convert_step(fast_conv, "float32", None, context,
+                                              formulation=True),
+                                 "xnnpack formulation with one-hot shift convolutions, float32"),
+        "int8_xnnpack_conv": (convert_step(fast_conv, "int8", calibration, context,
+                                           formulation=True, float_ops=("DIV",)),
+                              "xnnpack formulation with one-hot shift convolutions, int8, DIV "
+                              "left float32"),
     }
     if preset == "quick":
         out.update({
@@ -530,8 +552,7 @@ def run_preset(preset: str, settings: Settings, models_dir: str, log) -> dict:
                             if r["index"] not in covered]}
 
     log(f"[{preset}] per-op profile")
-    profiled = [n for n in ("float32", "int8", "float32_xnnpack", "int8_xnnpack")
-                if n in variants]
+    profiled = [n for n in PROFILED if n in variants]
     rows = profile_ops({n: variants[n]["content"] for n in profiled}, settings)
     result["ops"] = rows
     result["ops_by_type"] = {n: by_op_type(r) for n, r in rows.items()}
@@ -642,6 +663,7 @@ def markdown(results: dict) -> str:
         lines += [f"## `{preset}` ({cfg['frame_size']}x{cfg['frame_size']}x{cfg['channels']}, "
                   f"head {cfg['head']}, trained {r['training']['train_seconds']} s / "
                   f"{r['training']['steps']} steps)", ""]
+        lines += _target_lines(r)
         lines += ["### Whole step, side by side", "",
                   "ms per `invoke()` (model only; inputs set once), and `StepRunner.step` "
                   "(float I/O in Python, what `make bench` times). Speed-up = float32 ms / "
@@ -683,9 +705,89 @@ def markdown(results: dict) -> str:
         off_us, total, names = _undelegated_cost(r, "int8_xnnpack")
         lines += ["", f"int8 ops outside XNNPACK: {', '.join(names) or 'none'} "
                   f"({off_us} us of {total} us).", ""]
+        if "int8_xnnpack_conv" in r["ops"]:
+            lines += _shift_section(r)
     lines += ["## Findings", "", results.get("findings", "(see the figures above)"), ""]
     lines += recommendation(results)
     return "\n".join(lines)
+
+
+EXPORT = ("float32_xnnpack", "int8_xnnpack")            # what export.tflite writes now
+BEFORE = ("float32_xnnpack_conv", "int8_xnnpack_conv")  # ... before the shifts were slices
+
+
+def _ratio(result: dict, threads: str, pair: tuple[str, str]) -> Optional[float]:
+    ms = result["step_ms"].get(threads, {})
+    return ms[pair[0]] / ms[pair[1]] if all(k in ms for k in pair) else None
+
+
+def _target_lines(result: dict) -> list[str]:
+    """Issue 18's target: the export's int8 step vs its float32 step, now and before."""
+    lines = ["### The target: int8 step / float32 step of the export (same run, interleaved)",
+             "", "| threads | float32 ms | int8 ms | float32 / int8 | before (one-hot shift "
+             "convolutions): float32 ms | int8 ms | float32 / int8 |", "|---|---:|---:|---:|"
+             "---:|---:|---:|"]
+    for threads, ms in result["step_ms"].items():
+        if not all(k in ms for k in EXPORT + BEFORE):
+            continue
+        lines.append(f"| {threads} | {ms[EXPORT[0]]:.3f} | {ms[EXPORT[1]]:.3f} | "
+                     f"**{_ratio(result, threads, EXPORT):.2f}x** | {ms[BEFORE[0]]:.3f} | "
+                     f"{ms[BEFORE[1]]:.3f} | {_ratio(result, threads, BEFORE):.2f}x |")
+    return lines + [""]
+
+
+def _shift_groups(result: dict, variant: str) -> dict[str, list[dict]]:
+    """The per-op rows of the motion head's 1-D shifts: the copies and their weighted sum.
+
+    Told apart by output shape (S = frame size, k = taps, C = channels at batch 1):
+    copies are the one-hot CONV_2D (C, S, S, k) and its RESHAPE, or the slices
+    (C, S, S), their RESHAPEs (C, 1, S, S) and the CONCATENATIONs (C, <= k, S, S) and
+    RESHAPE (1, C, k, S, S); the weighting is the rank-5 MUL and RESHAPE, the
+    SUM (1, C, S, S) and the weights' TRANSPOSE (1, k, S, S).
+    """
+    size, taps, channels = (result["config"][k] for k in ("frame_size", "dna_kernel",
+                                                          "channels"))
+    groups: dict[str, list[dict]] = {"copies": [], "weighting": []}
+    for row in result["ops"][variant]:
+        shape, op = row["shape"], row["op"]
+        if (op in ("CONV_2D", "RESHAPE") and shape[-3:] == [size, size, taps]
+                and shape[-4] == channels and len(shape) in (4, 5)):
+            groups["copies"].append(row)
+        elif (op in ("STRIDED_SLICE", "SLICE") and shape == [channels, size, size]) or (
+                op == "RESHAPE" and shape == [channels, 1, size, size]) or (
+                op == "CONCATENATION" and len(shape) == 4 and shape[0] == channels
+                and shape[1] <= taps and shape[2:] == [size, size]) or (
+                op == "RESHAPE" and shape == [1, channels, taps, size, size]):
+            groups["copies"].append(row)
+        elif (op in ("MUL", "RESHAPE") and len(shape) == 5 and taps in shape[-3:]
+              and shape[1] in (1, channels)) or (
+                op == "SUM" and shape == [1, channels, size, size]) or (
+                op == "TRANSPOSE" and shape == [1, taps, size, size]):
+            groups["weighting"].append(row)
+    return groups
+
+
+def _shift_section(result: dict) -> list[str]:
+    """Per-op figures of the 1-D shifts: one-hot convolutions (before) vs slices (now)."""
+    lines = ["### Per op, 1 thread: the motion head's shifts, one-hot convolution vs slices", "",
+             "The two 1-D shifts of the motion head (rows, then columns), each: the k shifted "
+             "copies of every channel, then their weighted sum. \"before\" = "
+             "`xnnpack_copy(model, shift=\"conv\")` (the one-hot CONV_2D), \"now\" = the "
+             "export (slices of the padded frame, concatenated). Medians of the op alone, "
+             "us.", "",
+             "| variant | shift convolutions (each) | copies: ops, us | weighting: ops, us | "
+             "all ops, us | step ms 1 thread |", "|---|---|---:|---:|---:|---:|"]
+    for name in BEFORE + EXPORT:
+        g = _shift_groups(result, name)
+        convs = [f"{r['us']:.0f}" for r in g["copies"] if r["op"] == "CONV_2D"]
+        lines.append(
+            f"| {name} | {' + '.join(convs) or 'none'} | {len(g['copies'])}, "
+            f"{sum(r['us'] for r in g['copies']):.1f} | {len(g['weighting'])}, "
+            f"{sum(r['us'] for r in g['weighting']):.1f} | {result['ops_sum_us'][name]} | "
+            f"{_ms(result['step_ms']['1'].get(name))} |")
+    lines += ["", "Per op type, before (one-hot shift convolutions):", ""]
+    lines += _op_type_table(result, *BEFORE)
+    return lines + [""]
 
 
 def recommendation(results: dict) -> list[str]:
@@ -709,10 +811,12 @@ def recommendation(results: dict) -> list[str]:
     vs_fast = x(q, "int8_xnnpack", base="float32_xnnpack")
     natural = ""
     if n:
-        natural = (f"; natural: {x(n, 'int8_xnnpack')} float32 "
-                   f"({x(n, 'int8_xnnpack', base='float32_xnnpack')} the reformulated float32: "
-                   "its motion tail, 17-tap one-hot shift convolutions and elementwise MUL/SUM, "
-                   "is slower in int8; see Findings)")
+        natural = (f"; natural: {x(n, 'int8_xnnpack', base='float32_xnnpack')} the export's "
+                   f"float32 ({x(n, 'int8_xnnpack')} the plain float32; before the shifts "
+                   f"became slices: {x(n, 'int8_xnnpack_conv', base='float32_xnnpack_conv')})")
+    flags = results["machine"].get("cpu_flags", [])
+    fp16 = ("with AVX512-FP16 on this CPU, but see `compiled_fp16`" if "avx512_fp16" in flags
+            else "no AVX512-FP16, see `compiled_fp16`")
     lines = [
         "## The change, now in export/xnnpack.py", "",
         "`export.tflite.convert` exports the same weights through `xnnpack_copy` (mirror "
@@ -720,6 +824,15 @@ def recommendation(results: dict) -> list[str]:
         "`xnnpack_ops`, and keeps `xnnpack.FLOAT_OPS` in float32 with the quantization "
         "debugger's denylist (public `tf.lite.experimental` API). Nothing else changes: same "
         "calibration, same float I/O, same StepRunner; the code is in export/xnnpack.py.", "",
+        "The motion head's 1-D shifts (\"sdna\", \"flow\") are traced as slices of the "
+        "padded frame concatenated along a taps axis instead of the one-hot convolution "
+        "(`_weighted_shifts_by_slices`): XNNPACK's int8 CONV_2D with one input channel and k "
+        "outputs runs several times slower than float32 (section \"the motion head's "
+        "shifts\" per preset), while slices and concatenations of contiguous rows are plain "
+        "copies. In int8 the copies keep the frame's scale, as the one-hot convolution's "
+        "calibrated output did, so the int8 step gives the same outputs as with the "
+        "convolutions (checked bit for bit on 8 steps of both presets when this was made); "
+        "float32 differs by float rounding of the sum order (the tests: 1e-6).", "",
         "Measured here (quick, 1 thread): the xnnpack int8 step is "
         f"{x(q, 'int8_xnnpack')} the project's float32 and {vs_fast} the reformulated "
         "float32; 2 threads "
@@ -742,7 +855,8 @@ def recommendation(results: dict) -> list[str]:
         f"{x(q, 'float32_xnnpack')}), leaving only the int8-only substitutions to the exporter.",
         "",
         "## What to deploy", "",
-        "- **x86 (this machine, AVX-512 VNNI): int8 with the xnnpack formulation, 1 thread.** "
+        "- **x86 (this machine, AVX-512 VNNI): int8 (`vidgen-export tflite --quantize int8`, "
+        "the xnnpack formulation), 1 thread.** "
         f"quick: {x(q, 'int8_xnnpack')} float32 at 1 thread{natural}. "
         "Use 1 thread when the cores are shared: on this 2-core machine with other processes "
         f"running, 2 threads took {slow('float32')} (float32), {slow('int8')} (int8), "
@@ -750,8 +864,8 @@ def recommendation(results: dict) -> list[str]:
         "xnnpack) the time of 1 thread: a second thread only pays when a core is free, and "
         "graphs split into several XNNPACK partitions (each boundary a hand-off between the "
         "delegate's thread pool and the interpreter) lose most. float16 gives no speed on x86 "
-        "(weights are expanded to float32; XNNPACK's FORCE_FP16 is slower here: no "
-        "AVX512-FP16, see `compiled_fp16`); dynamic range is as fast as the project's int8 "
+        f"(weights are expanded to float32; XNNPACK's FORCE_FP16: {fp16}); dynamic range "
+        "is about as fast as the project's plain int8 "
         "but keeps float activations and leaves MIRROR_PAD outside XNNPACK; "
         "`experimental_default_delegate_latest_features` makes no consistent difference (within "
         "the noise of the runtime table); per-tensor int8 weights are about as fast as "
@@ -767,8 +881,10 @@ def recommendation(results: dict) -> list[str]:
         "gain about as much as here or more. Which ops XNNPACK takes "
         "is decided in the delegate by op type and dtype, not by the CPU, so the project's "
         "int8 export would leave the same ops (int8 SOFTMAX, ABS, RELU, MINIMUM/MAXIMUM, "
-        "MIRROR_PAD) to the slower builtin kernels on ARM too: deploy the formulation there "
-        "as well. On cores without dotprod (Cortex-A53) XNNPACK's int8 kernels fall back to "
+        "MIRROR_PAD) to the slower builtin kernels on ARM too, and the int8 one-hot shift "
+        "convolutions (1 input channel) would take the same poorly-fitting GEMM path: deploy "
+        "the formulation there as well. On cores without dotprod (Cortex-A53) XNNPACK's "
+        "int8 kernels fall back to "
         "`neon-mlal`, with a smaller gain; on cores with FP16 arithmetic (ARMv8.2-A FP16) "
         "float32 with FORCE_FP16 is the alternative if int8 quality ever falls short. All of "
         "this is reasoning from XNNPACK's kernel list, to be confirmed on a device with "
@@ -842,19 +958,31 @@ def findings(results: dict) -> str:
             f"{ms['float32'] / ms['int8_xnnpack']:.2f}x vs float32 "
             f"({ms['float32_xnnpack'] / ms['int8_xnnpack']:.2f}x vs xnnpack float32).")
     for preset, r in results["presets"].items():
-        split = {k: _conv_split(r, k) for k in ("float32_xnnpack", "int8_xnnpack")}
-        f, i = split["float32_xnnpack"], split["int8_xnnpack"]
-        elementwise = {k: sum(r["ops_by_type"][k].get(op, {}).get("us", 0.0)
-                              for op in ("MUL", "SUM")) for k in split}
+        if not all(k in r["ops"] for k in EXPORT + BEFORE):
+            continue
+        split = {k: _conv_split(r, k) for k in EXPORT + BEFORE}
+        groups = {k: _shift_groups(r, k) for k in EXPORT + BEFORE}
+        copies = {k: sum(row["us"] for row in g["copies"]) for k, g in groups.items()}
+        weighting = {k: sum(row["us"] for row in g["weighting"]) for k, g in groups.items()}
+        f, i = split[BEFORE[0]], split[BEFORE[1]]
+        k = r["config"]["dna_kernel"]
         out.append(
-            f"- **What limits int8 in `{preset}` once every op is in XNNPACK (per op, 1 "
-            f"thread):** the backbone convolutions gain {f[0] / max(i[0], 1e-9):.1f}x "
-            f"({f[0]:.0f} -> {i[0]:.0f} us), but the two one-hot convolutions that make the "
-            f"shifted copies (1 input channel, {r['config']['dna_kernel']} taps: a "
-            f"{r['config']['dna_kernel']}-deep dot product per output, too shallow for the int8 "
-            f"GEMM kernels to pay off) go {f[1]:.0f} -> {i[1]:.0f} us, and the "
-            f"weighted sums of the motion head (MUL, SUM; int8 requantizes every element) "
-            f"{elementwise['float32_xnnpack']:.0f} -> {elementwise['int8_xnnpack']:.0f} us.")
+            f"- **`{preset}`, the motion head's shifts (per op, 1 thread).** Before, the two "
+            f"one-hot convolutions that make the shifted copies (1 input channel, {k} taps: a "
+            f"{k}-deep dot product per output, too shallow for XNNPACK's int8 GEMM kernels) "
+            f"took {f[1]:.0f} us in float32 and {i[1]:.0f} us in int8, while the backbone "
+            f"convolutions gain {split[EXPORT[0]][0] / max(split[EXPORT[1]][0], 1e-9):.1f}x "
+            f"in int8 ({split[EXPORT[0]][0]:.0f} -> {split[EXPORT[1]][0]:.0f} us). As slices "
+            f"the copies take {copies[EXPORT[0]]:.0f} us (float32) and {copies[EXPORT[1]]:.0f} "
+            f"us (int8) in all; the weighted sums (MUL, SUM, weights' TRANSPOSE) "
+            f"{weighting[EXPORT[0]]:.0f} / {weighting[EXPORT[1]]:.0f} us (before "
+            f"{weighting[BEFORE[0]]:.0f} / {weighting[BEFORE[1]]:.0f}). Sum of all ops: "
+            f"float32 {r['ops_sum_us'][BEFORE[0]]} -> {r['ops_sum_us'][EXPORT[0]]} us, int8 "
+            f"{r['ops_sum_us'][BEFORE[1]]} -> {r['ops_sum_us'][EXPORT[1]]} us. The export's "
+            "int8 / float32 speed-up at 1 thread: "
+            f"{_ratio(r, '1', BEFORE):.2f}x -> **{_ratio(r, '1', EXPORT):.2f}x**"
+            + (f"; 2 threads {_ratio(r, '2', BEFORE):.2f}x -> {_ratio(r, '2', EXPORT):.2f}x"
+               if "2" in r["step_ms"] else "") + ".")
     return "\n".join(out)
 
 

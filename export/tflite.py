@@ -21,8 +21,10 @@ Example:
     # -> runs/quick/export/tflite/step_int8.tflite, sequence_int8.tflite, step_int8.json
 
 Every model is traced through `export.xnnpack` (the same weights, ops that
-LiteRT's XNNPACK delegate runs: one delegate partition for the whole step
-model), and an int8 model with float I/O keeps its divisions in float32.
+LiteRT's XNNPACK delegate runs, fast in int8 too: one delegate partition for
+the whole step model; the "sdna" and "flow" heads' shifted copies as slices
+of the padded frame instead of one-hot convolutions), and an int8 model with
+float I/O keeps its divisions in float32.
 
 Every file carries its model card as TFLite metadata (`export.tflite_metadata`):
 the output floor, frame size and channels, state names, quantization.

@@ -11,6 +11,19 @@ traces the same weights with these substitutions instead:
   (`MotionHead.shifted_copies`) -> one FULLY_CONNECTED per padded axis with
   a constant 0/1 matrix, bit-identical in float32 (0/1 weights are exact in
   int8 too);
+- every export (`xnnpack_copy`, `shift="slices"`, the default): the 1-D
+  shifts of the "sdna" and "flow" heads (`MotionHead.shift`) -> the padded
+  frame's k slices, concatenated (`CONCAT_INPUTS` at a time) along a taps
+  axis in front of the rows, and the weighted sum over that axis. The
+  one-hot convolution it replaces is pure data movement, and XNNPACK's int8
+  CONV_2D with one input channel and k outputs is 4-20x slower than its
+  float32 one (the natural preset's two 17-tap convolutions took most of the
+  int8 step, which was slower than float32; bench/tflite_ops/REPORT.md);
+  slices and concatenations copy contiguous rows (same values, and in int8
+  the same scale, as the frame's).
+  The products and their sum are the original's, summed in another order
+  (float32: equal up to rounding). The 2-D shifts ("dna", "cdna": k*k taps)
+  keep the convolution;
 - every export (`xnnpack_ops`): softmax -> elu(x - max) + 1 normalised by
   its sum. elu(y) + 1 == exp(y) for y <= 0, so this is the same function up
   to float rounding; written with ELU because the converter fuses
@@ -55,6 +68,13 @@ from vidgen.models.motion_head import MotionHead
 # The modules whose `ops` calls `xnnpack_ops` redirects: the predictor (the maps' clip) and
 # the heads (softmax, clip, abs).
 TRACED_MODULES = (video_predictor_module, cdna_head, dna_head, sdna_head, flow_head)
+
+# Inputs of one CONCATENATION that XNNPACK's delegate takes (it refuses more).
+CONCAT_INPUTS = 5
+
+# How `xnnpack_copy` makes the 1-D shifts: "slices" (the export's) or "conv", the one-hot
+# convolution of `MotionHead.shifted_copies` (the export before the slices; bench/tflite_ops.py).
+SHIFTS = ("slices", "conv")
 
 # Ops an int8 model keeps in float32 (selective quantization); DEQUANTIZE/QUANTIZE
 # around them run in XNNPACK. DIV: the ELU softmax's normalisation. BATCH_MATMUL: the
@@ -108,6 +128,45 @@ def _shifted_copies_by_matmul(head: MotionHead, frame, pad_rows: int, pad_cols: 
     return ops.reshape(shifts, (-1, channels, size, size, kernel.shape[-1]))
 
 
+def _weighted_shifts_by_slices(head: MotionHead, frame, weights, pad_rows: int, pad_cols: int,
+                               kernel):
+    """`MotionHead.weighted_shifts`, the 1-D shifts as slices of the padded frame.
+
+    Copy j of the frame shifted along one axis is the padded frame's slice
+    j : j + size along that axis (the one-hot kernel's tap j). The copies are
+    concatenated along a taps axis before the two spatial axes, so that every
+    slice and concatenation copies whole contiguous rows, and the weights are
+    transposed to match: (B, C, taps, H, W) * (B, 1, taps, H, W), summed over
+    the taps. The 2-D shifts (both paddings) go through `shifted_copies`.
+    """
+    if pad_rows and pad_cols:
+        return MotionHead.weighted_shifts(head, frame, weights, pad_rows, pad_cols, kernel)
+    size, channels = head.frame_size, head.channels
+    taps = kernel.shape[-1]
+    if pad_cols:
+        padded = _pad_last_axis(ops.transpose(frame, (0, 3, 1, 2)), size, pad_cols)
+        padded = ops.reshape(padded, (-1, size, size + 2 * pad_cols))   # (B*C, H, W + 2r)
+        copies = [padded[:, :, j:j + size] for j in range(taps)]
+    else:
+        padded = _pad_last_axis(ops.transpose(frame, (0, 3, 2, 1)), size, pad_rows)
+        padded = ops.transpose(padded, (0, 1, 3, 2))                    # (B, C, H + 2r, W)
+        padded = ops.reshape(padded, (-1, size + 2 * pad_rows, size))
+        copies = [padded[:, j:j + size, :] for j in range(taps)]
+    shifts = _concatenate([ops.reshape(c, (-1, 1, size, size)) for c in copies], axis=1)
+    shifts = ops.reshape(shifts, (-1, channels, taps, size, size))     # (B, C, taps, H, W)
+    weights = ops.expand_dims(ops.transpose(weights, (0, 3, 1, 2)), 1)  # (B, 1, taps, H, W)
+    moved = ops.sum(shifts * weights, axis=2)
+    return ops.transpose(moved, (0, 2, 3, 1))
+
+
+def _concatenate(tensors: list, axis: int):
+    """ops.concatenate, as a tree of CONCATENATIONs of at most `CONCAT_INPUTS` inputs."""
+    while len(tensors) > 1:
+        groups = [tensors[i:i + CONCAT_INPUTS] for i in range(0, len(tensors), CONCAT_INPUTS)]
+        tensors = [ops.concatenate(g, axis=axis) if len(g) > 1 else g[0] for g in groups]
+    return tensors[0]
+
+
 def _pad_last_axis(x, size: int, radius: int):
     """(B, C, A, size) -> (B, C, A, size + 2 * radius), padded symmetrically as one matmul."""
     matrix = ops.convert_to_tensor(mirror_pad_matrix(size, radius))
@@ -115,26 +174,32 @@ def _pad_last_axis(x, size: int, radius: int):
     return ops.reshape(padded, (-1, x.shape[1], x.shape[2], size + 2 * radius))
 
 
-def xnnpack_copy(model: VideoPredictor) -> VideoPredictor:
-    """A copy of `model`, same weights, whose motion head pads by matrix products.
+def xnnpack_copy(model: VideoPredictor, shift: str = "slices") -> VideoPredictor:
+    """A copy of `model`, same weights, whose motion head pads by matrix products, shifts by slices.
 
     Meant for export (tracing), not for training or saving.
 
     Args:
         model: a built VideoPredictor.
+        shift: "slices": the 1-D shifts as slices of the padded frame (module
+            doc); "conv": as the model makes them, by the one-hot convolution.
 
     Returns:
         The copy; `model` itself when it is not exactly a VideoPredictor (a
         subclass may override what the copy would drop).
     """
+    if shift not in SHIFTS:
+        raise ValueError(f"shift must be one of {SHIFTS}. Received: shift={shift!r}")
     if type(model) is not VideoPredictor:
         return model
     fast = VideoPredictor(**model.get_config())
     fast.set_weights(model.get_weights())
     head = fast.frame_head
     if isinstance(head, MotionHead):
-        # This copy's head only: the instance attribute hides the class's method.
+        # This copy's head only: the instance attributes hide the class's methods.
         head.shifted_copies = types.MethodType(_shifted_copies_by_matmul, head)
+        if shift == "slices":
+            head.weighted_shifts = types.MethodType(_weighted_shifts_by_slices, head)
     return fast
 
 

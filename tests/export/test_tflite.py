@@ -235,6 +235,16 @@ def test_rgb_flow_model_exports_float_and_int8(rgb_flow_run, tmp_path):
 
     for path in (written["step"], int8["step"]):
         assert undelegated_ops(open(path, "rb").read()) == [], path
+        # The warp's shifted copies are slices, not one-hot convolutions (slow in int8).
+        assert one_hot_shift_convolutions(path, cfg.model.dna_kernel) == 0, path
+
+
+def one_hot_shift_convolutions(path: str, taps: int) -> int:
+    """CONV_2D ops of a .tflite with a 1-input-channel, `taps`-output filter (a shift)."""
+    interpreter = load_interpreter(path)
+    shapes = {t["index"]: tuple(t["shape"]) for t in interpreter.get_tensor_details()}
+    return sum(1 for op in interpreter._get_ops_details() if op["op_name"] == "CONV_2D"
+               and shapes[op["inputs"][1]][0] == taps and shapes[op["inputs"][1]][-1] == 1)
 
 
 def test_every_op_of_the_step_models_runs_in_xnnpack(float_tflite, int8_tflite):
