@@ -72,8 +72,12 @@ def test_a_model_save_that_fails_keeps_the_old_model(tmp_path, monkeypatch):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(keras.Model, "save", full_disk_save)
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(fileio.DiskFullError, match=r"Writing .*model.keras failed because the "
+                       r"disk is full \(.* free\); the previous model.keras is intact\.$"
+                       ) as caught:
         save_model(model, path)
+    assert isinstance(caught.value, OSError) and caught.value.errno == errno.ENOSPC
+    assert "No space left" in str(caught.value.os_error)
     assert open(path, "rb").read() == before
     assert os.listdir(tmp_path) == ["model.keras"]
 
@@ -171,3 +175,71 @@ def test_temporary_names_are_unique_and_keep_the_ending():
     assert a != b and a.endswith(".tfrecord.gz") and f".tmp-{os.getpid()}-" in a
     assert fileio.temporary_name("m.keras").endswith(".keras")
     assert fileio.temporary_name("x").startswith("x.tmp-")
+
+
+def _files(folder) -> list[str]:
+    return sorted(os.path.relpath(os.path.join(root, name), folder)
+                  for root, _, names in os.walk(folder) for name in names)
+
+
+def test_evaluate_into_a_locked_run_fails_with_one_sentence_and_writes_nothing(
+        tiny_run, tmp_path, held_lock, capsys):
+    from vidgen.cli import main
+
+    holder = held_lock(tiny_run)
+    before = _files(tiny_run)
+    assert main(["evaluate", tiny_run, "--max-clips", "2"]) == 2
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1] == (
+        f"vidgen: error: {tiny_run!r} is being written by another vidgen process (pid "
+        f"{holder.pid}); wait for it to finish or pass --out DIR to write the evaluation "
+        "elsewhere.")
+    assert "Traceback" not in err
+    assert _files(tiny_run) == before, "nothing was written into the run"
+    # Elsewhere (--out) the run is only read: no lock needed.
+    out = tmp_path / "eval"
+    assert main(["evaluate", tiny_run, "--max-clips", "2", "--out", str(out)]) == 0
+    assert (out / "metrics.json").is_file() and _files(tiny_run) == before
+
+
+def test_denoiser_and_floor_calibration_take_the_run_lock(tiny_run, tmp_path, held_lock,
+                                                          capsys):
+    from vidgen.cli import main
+    from vidgen.run_dir import load_config
+    from vidgen.training.train import calibrate_floor
+
+    holder = held_lock(tiny_run)
+    before = _files(tiny_run)
+    assert main(["postprocess", "train-denoiser", tiny_run, "--quiet", "--steps", "1"]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"vidgen: error: {tiny_run!r} is being written by another vidgen process (pid "
+        f"{holder.pid}); wait for it to finish or pass --out FILE.keras to write the denoiser "
+        "elsewhere.")
+    with pytest.raises(VidgenError, match=rf"pid {holder.pid}\); wait for it to finish or "
+                                          r"choose another --run-dir\.$"):
+        calibrate_floor(tiny_run, load_config(tiny_run), progress=False)
+    assert _files(tiny_run) == before
+
+
+def test_a_thread_may_take_its_own_lock_again_but_another_thread_may_not(tmp_path):
+    import threading
+
+    folder = tmp_path / "run"
+    errors = []
+
+    def other():
+        try:
+            with fileio.exclusive_lock(folder, flag="--run-dir"):
+                pass
+        except VidgenError as e:
+            errors.append(str(e))
+
+    with fileio.exclusive_lock(folder, flag="--run-dir"):
+        with fileio.exclusive_lock(folder, flag="--run-dir"):   # train -> evaluate
+            assert os.listdir(folder) == [fileio.LOCK_NAME]
+        assert os.listdir(folder) == [fileio.LOCK_NAME], "the inner exit kept the lock"
+        thread = threading.Thread(target=other)
+        thread.start()
+        thread.join()
+    assert len(errors) == 1 and f"pid {os.getpid()}" in errors[0]
+    assert os.listdir(folder) == []

@@ -2,7 +2,7 @@
 
 `--version` and `-v` on the top-level parser, a quiet start-up (no
 TensorFlow start-up log unless `-v`), and one line on stderr, exit code 2,
-for a user's mistake.
+for a user's mistake or a full disk (with `-v`, the traceback before it).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import argparse
 import logging
 import os
 import sys
+import traceback
 
 import vidgen
 from vidgen import import_hooks
@@ -104,13 +105,18 @@ def run_command(prog: str, args: argparse.Namespace,
     """Runs `args.func(args)`: a user mistake is one line on stderr and exit code 2.
 
     So is a command that needs what only `vidgen[full]` installs, run where
-    only `vidgen[lite]` is. Shared by `vidgen`, `vidgen-export` and `vidgen-serve`.
+    only `vidgen[lite]` is, and a full disk (`vidgen.fileio.DiskFullError`,
+    which names the file, the free space and what to do). With `args.verbose`
+    the traceback comes first, for a bug report. Shared by `vidgen`,
+    `vidgen-export` and `vidgen-serve`.
     An `ArgumentError` names the flags that set the arguments it names
     (`flags`, from `flag_names`: argument name -> flag).
     """
     try:
         return args.func(args)
     except VidgenError as e:
+        if getattr(args, "verbose", False):
+            traceback.print_exc(file=sys.stderr)
         message = e.with_flags(flags) if isinstance(e, ArgumentError) else str(e)
         print(f"{prog}: error: {message}", file=sys.stderr)
         return 2

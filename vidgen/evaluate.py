@@ -17,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from typing import Any, Optional
@@ -29,8 +30,8 @@ from tensorflow.python.framework.convert_to_constants import (
 from tqdm import tqdm
 
 from vidgen import baselines as B
+from vidgen import fileio, viz
 from vidgen import metrics as M
-from vidgen import viz
 from vidgen.calibration import floored
 from vidgen.config import apply_overrides
 from vidgen.data.pipeline import make_dataset
@@ -107,7 +108,28 @@ def evaluate(run_dir: str, data: Optional[str] = None, split: str = "test",
 
     Returns:
         The metrics dictionary written to OUT/metrics.json.
+
+    Raises:
+        VidgenError: the results go into the run directory (no `out_dir`)
+            while another vidgen process writes it (its folder lock is taken
+            first, so nothing is written).
     """
+    # Into the run folder: one writer at a time, as training (`fileio.exclusive_lock`).
+    # Elsewhere the run is only read.
+    into_run = os.path.isdir(run_dir) and fileio.inside(out_dir or run_dir, run_dir)
+    lock = (fileio.exclusive_lock(run_dir, flag="--out", what="vidgen evaluate",
+                                  instead="pass --out DIR to write the evaluation elsewhere")
+            if into_run else contextlib.nullcontext())
+    with lock:
+        return _evaluate(run_dir, data, split, batch_size, max_clips, samples, progress,
+                         num_samples, postprocess, out_dir, floor)
+
+
+def _evaluate(run_dir: str, data: Optional[str], split: str, batch_size: Optional[int],
+              max_clips: int, samples: int, progress: bool, num_samples: Optional[int],
+              postprocess: Optional[str], out_dir: Optional[str],
+              floor: Optional[float]) -> dict[str, Any]:
+    """`evaluate`, its arguments checked and the run folder locked if it writes there."""
     cfg, model = load_run(run_dir)
     if not data:
         _check_run_source(cfg.data.source)   # before loading anything else for the run

@@ -40,9 +40,14 @@ def test_nan_mid_run_saves_nothing_non_finite_and_resume_continues(tmp_path):
     with pytest.raises(NonFiniteError) as caught:
         train(cfg, run, evaluate_after=False, extra_callbacks=[PoisonAt(4)])
     message = str(caught.value)
-    assert "step 5 (epoch 2)" in message and "loss=nan" in message
-    assert os.path.join(run, "backup", "epoch-0001.weights.h5") in message
-    assert f"--run-dir {run} --resume" in message and "train.learning_rate" in message
+    # One sentence: the step, the loss and the terms it adds up, the last good backup,
+    # and the command that continues from it with a tenth of the learning rate.
+    assert message.startswith("Training stopped at step 5 (epoch 2) because the training "
+                              "loss (terms: bce, context frames) went non-finite (loss=nan)")
+    assert os.path.join(run, "backup", "epoch-0001.weights.h5") + " (epoch 1)" in message
+    assert (f"`vidgen train --run-dir {run} --resume --set train.learning_rate=0.0001` "
+            "continues") in message
+    assert message.endswith(".") and ". " not in message and "\n" not in message
     # On disk: epoch 1's backup and checkpoints, all finite; nothing from epoch 2.
     state = json.load(open(os.path.join(run, "backup", "state.json")))
     assert state["epoch"] == 1 and state["backups"] == ["epoch-0001.weights.h5"]
@@ -63,6 +68,44 @@ def test_nan_mid_run_saves_nothing_non_finite_and_resume_continues(tmp_path):
     assert saved["train"]["learning_rate"] == pytest.approx(1e-4)
     assert json.load(open(os.path.join(run, "backup", "state.json")))["epoch"] == 3
     assert _finite_file(os.path.join(run, "checkpoints", "last.keras"))
+
+
+class PoisonWeightAfter(keras.callbacks.Callback):
+    """Writes infinity into one weight after global step `step`: its loss was finite."""
+
+    def __init__(self, step: int):
+        super().__init__()
+        self.step = step
+
+    def on_train_batch_end(self, batch, logs=None):
+        if int(self.model.optimizer.iterations.numpy()) == self.step:
+            kernel = self.model.trainable_weights[0]
+            kernel.assign(np.full(kernel.shape, np.inf, "float32"))
+
+
+def test_non_finite_weights_with_a_finite_loss_stop_at_the_epoch_end(tmp_path):
+    run = str(tmp_path / "run")
+    cfg = tiny_run_config(**{"train.epochs": 3})  # 3 steps per epoch
+    losses = []
+    record = keras.callbacks.LambdaCallback(
+        on_train_batch_end=lambda batch, logs: losses.append(float(logs["loss"])))
+    with pytest.raises(NonFiniteError) as caught:
+        # The last step of epoch 2: no later batch sees a NaN loss; only the epoch-end
+        # check of the weights, before the backup and the checkpoints, can catch it.
+        train(cfg, run, evaluate_after=False,
+              extra_callbacks=[PoisonWeightAfter(6), record])
+    assert len(losses) == 6 and np.isfinite(losses).all()
+    message = str(caught.value)
+    name = build_model(cfg).trainable_weights[0].path
+    assert message.startswith(f"Training stopped at step 6 (epoch 2) because 1 variable(s) "
+                              f"became NaN or infinite ({name}) while the loss was finite")
+    assert os.path.join(run, "backup", "epoch-0001.weights.h5") + " (epoch 1)" in message
+    assert ". " not in message
+    state = json.load(open(os.path.join(run, "backup", "state.json")))
+    assert state["epoch"] == 1 and state["backups"] == ["epoch-0001.weights.h5"]
+    assert _finite_file(os.path.join(run, "checkpoints", "last.keras"))
+    assert _finite_file(os.path.join(run, "model.keras"))
+    assert len(open(os.path.join(run, "logs", "history.csv")).read().splitlines()) == 2
 
 
 def test_resume_may_change_only_how_a_run_goes_on(tmp_path):

@@ -10,9 +10,13 @@ import time
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
-from tests.tiny import tiny_overrides
+from tests.tiny import tiny_overrides, tiny_run_config
+from vidgen import fileio
 from vidgen.errors import VidgenError
+from vidgen.training import multiworker
+from vidgen.training.build import build_model, compile_model
 from vidgen.training.distribute import check_tf_config
 from vidgen.training.multiworker import PREEMPTED_EXIT_CODE
 
@@ -33,9 +37,37 @@ def _free_ports(n):
     return ports
 
 
-def _start_workers(run, overrides, ports, logs):
-    """Starts one `vidgen train --strategy multiworker` process per port."""
-    command = [sys.executable, "-m", "vidgen.cli", "train", "--preset", "quick",
+# Worker 1's replica logs a NaN loss from step 6 on (its weights stay finite): only
+# that one replica goes non-finite, as a bad shard or an overflow on one host would.
+NAN_ON_WORKER_1 = """
+import json, os, sys
+if json.loads(os.environ["TF_CONFIG"])["task"]["index"] == 1:
+    import tensorflow as tf
+    from vidgen.models.predictor_training import PredictorTraining
+    train_step = PredictorTraining.train_step
+    def poisoned(self, data):
+        logs = train_step(self, data)
+        nan = tf.where(self.optimizer.iterations >= 6, float("nan"), 0.0)
+        return {**logs, "loss": logs["loss"] + nan}
+    PredictorTraining.train_step = poisoned
+from vidgen.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def _start_workers(run, overrides, ports, logs, code=None):
+    """Starts one `vidgen train --strategy multiworker` process per port.
+
+    `code`: a script run instead of `-m vidgen.cli` (it calls `vidgen.cli.main`); from
+    a file, as AutoGraph converts the model's code wrongly under `python -c`.
+    """
+    start = ["-m", "vidgen.cli"]
+    if code:
+        script = os.path.join(logs, "worker.py")
+        with open(script, "w") as f:
+            f.write(code)
+        start = [script]
+    command = [sys.executable, *start, "train", "--preset", "quick",
                "--data", "digits", "--run-dir", run, "--resume", "--no-evaluate",
                "--strategy", "multiworker"]
     for key, value in overrides.items():
@@ -71,8 +103,6 @@ def _log(logs, index):
 
 def _variables(checkpoint_dir):
     """Every variable of the latest checkpoint in `checkpoint_dir` (a tf.train.Checkpoint)."""
-    import tensorflow as tf
-
     path = tf.train.latest_checkpoint(checkpoint_dir)
     assert path, f"no checkpoint in {checkpoint_dir}"
     reader = tf.train.load_checkpoint(path)
@@ -158,6 +188,34 @@ def test_gan_survives_sigterm_on_one_worker_and_resumes(tmp_path):
     assert any(k.startswith("d_optimizer") for k in final)
 
 
+@pytest.mark.slow
+def test_a_nan_on_one_replica_stops_every_worker_and_saves_nothing_after(tmp_path):
+    run, logs = str(tmp_path / "run"), str(tmp_path)
+    overrides = {**TINY, "train.epochs": 2, "train.steps_per_epoch": 4}
+    processes = _start_workers(run, overrides, _free_ports(2), logs, code=NAN_ON_WORKER_1)
+    codes = _wait(processes, logs)  # a worker left waiting in a collective fails here
+    both = _log(logs, 0)[-3000:] + _log(logs, 1)[-3000:]
+    assert codes == [2, 2], both
+    tenth = json.load(open(os.path.join(run, "config.json")))["train"]["learning_rate"] / 10
+    for index, own in ((0, run), (1, os.path.join(run, "workers", "worker-1"))):
+        error = [line for line in _log(logs, index).splitlines() if "error:" in line]
+        assert error == [
+            "vidgen: error: Training stopped at step 6 (epoch 2) because the training loss "
+            "(terms: bce, context frames) went non-finite on 1 of 2 replica(s) (loss=nan), "
+            "before anything of this epoch was saved; the last good backup is "
+            f"{os.path.join(own, 'preemption', 'ckpt-4')} (step 4), from which `vidgen train "
+            f"--run-dir {run} --resume --set train.learning_rate={tenth:g}` on every worker "
+            "continues."], both
+        assert "Traceback" not in _log(logs, index)
+    # Epoch 1's checkpoint is the last on both workers: epoch 2's was never written.
+    chief = _assert_same_weights(run)
+    assert int(chief["steps_done/.ATTRIBUTES/VARIABLE_VALUE"]) == 4
+    for own in (run, os.path.join(run, "workers", "worker-1")):
+        names = os.listdir(os.path.join(own, "preemption"))
+        assert not [n for n in names if n.startswith(("ckpt-6", "ckpt-8"))], names
+    assert all(np.isfinite(v).all() for k, v in chief.items() if v.dtype.kind == "f")
+
+
 @pytest.mark.parametrize("spec, message", [
     ({"task": {"type": "worker", "index": 0}}, "no \"cluster\""),
     ({"cluster": {"worker": ["a:1"]}}, "no \"task\""),
@@ -167,3 +225,23 @@ def test_gan_survives_sigterm_on_one_worker_and_resumes(tmp_path):
 def test_tf_config_mistakes_are_named(spec, message):
     with pytest.raises(VidgenError, match=message):
         check_tf_config(spec)
+
+
+def test_checkpoints_are_fsynced_and_never_non_finite(tmp_path, monkeypatch):
+    cfg = tiny_run_config()
+    model = compile_model(build_model(cfg), cfg)
+    manager = tf.train.CheckpointManager(multiworker.make_checkpoint(model),
+                                         str(tmp_path / "preemption"), max_to_keep=2)
+    synced = []
+    monkeypatch.setattr(fileio, "fsync_path", synced.append)
+    path = multiworker.save_finite(manager, 4, model)
+    assert path == str(tmp_path / "preemption" / "ckpt-4")
+    assert sorted(synced) == sorted([*(str(p) for p in (tmp_path / "preemption").glob(
+        "ckpt-4.*")), str(tmp_path / "preemption" / "checkpoint"), manager.directory])
+    assert len(synced) == 4   # index, data, the manager's state file, the folder
+    kernel = model.trainable_weights[0]
+    kernel.assign(np.full(kernel.shape, np.nan, "float32"))
+    synced.clear()
+    assert multiworker.save_finite(manager, 8, model) is None
+    assert manager.latest_checkpoint == path and not synced
+    assert not list((tmp_path / "preemption").glob("ckpt-8*"))

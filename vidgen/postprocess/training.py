@@ -19,6 +19,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from typing import Any, Optional
@@ -28,6 +29,7 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
+from vidgen import fileio
 from vidgen import metrics as M
 from vidgen.config import apply_overrides
 from vidgen.data.pipeline import make_dataset
@@ -219,6 +221,25 @@ def train_denoiser(run_dir: str, out: Optional[str] = None, data: Optional[str] 
     out = out or RunPaths(run_dir).denoiser
     if not out.endswith(".keras"):
         raise ArgumentError(f"{{out}} must end in .keras. Received: {out!r}", "out")
+    # Into the run folder: one writer at a time, as training (`fileio.exclusive_lock`).
+    into_run = os.path.isdir(run_dir) and fileio.inside(os.path.dirname(os.path.abspath(out)),
+                                                         run_dir)
+    lock = (fileio.exclusive_lock(run_dir, flag="--out", what="vidgen postprocess "
+                                  "train-denoiser", instead="pass --out FILE.keras to write "
+                                  "the denoiser elsewhere")
+            if into_run else contextlib.nullcontext())
+    with lock:
+        return _train_denoiser(run_dir, out, data, pairs, clips, steps, minutes, batch_size,
+                               patch, window, filters, depth, learning_rate, loss, max_sigma,
+                               val_clips, seed, progress)
+
+
+def _train_denoiser(run_dir: str, out: str, data: Optional[str], pairs: str, clips: int,
+                    steps: int, minutes: float, batch_size: int, patch: int, window: int,
+                    filters: int, depth: int, learning_rate: float, loss: str,
+                    max_sigma: float, val_clips: int, seed: int,
+                    progress: bool) -> dict[str, Any]:
+    """`train_denoiser` after its arguments are checked, holding the lock it needs."""
     cfg, predictor = load_run(run_dir)
     if data:
         cfg = apply_overrides(cfg, [f"data.source={data}"])

@@ -13,15 +13,20 @@ What a backup holds: the model's weights and both optimizers' states
 (iterations, moments; `save_weights` includes them), the epoch, and the
 state of every `keras.random.SeedGenerator` of the model (not part of
 `save_weights`), so scheduled sampling, frame choices and latent noise
-continue where they were.
+continue where they were. A constant learning rate is an optimizer variable
+too, so the backup holds it; the restored run keeps the rate it was
+configured with instead (`keep_configured_learning_rates`): a resumed run
+with `--set train.learning_rate=...` trains at the new rate.
 """
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import logging
 import os
+from collections.abc import Iterator
 from typing import Optional
 
 import keras
@@ -45,6 +50,44 @@ def seed_generators(model) -> dict[str, keras.random.SeedGenerator]:
         if isinstance(generator, keras.random.SeedGenerator):
             found[prefix] = generator
     return found
+
+
+def _constant_rate_optimizers(model) -> list:
+    """The optimizers of `model` whose learning rate is a variable (not a schedule).
+
+    A LossScaleOptimizer is unwrapped to the optimizer that holds the rate.
+    """
+    found = []
+    for name in ("optimizer", "g_optimizer", "d_optimizer"):
+        optimizer = getattr(model, name, None)
+        optimizer = getattr(optimizer, "inner_optimizer", optimizer)
+        rate = getattr(optimizer, "_learning_rate", None)
+        if isinstance(rate, keras.Variable) and all(optimizer is not o for o in found):
+            found.append(optimizer)
+    return found
+
+
+@contextlib.contextmanager
+def keep_configured_learning_rates(model) -> Iterator[None]:
+    """Restores inside the `with`; the constant learning rates stay those of the config.
+
+    Keras saves a constant learning rate as an optimizer variable, so
+    restoring a backup or checkpoint would bring back the rate the run was
+    saved with and silently ignore a resumed run's new `train.learning_rate`.
+    A scheduled rate is computed from the config and the restored step count,
+    so it needs nothing here.
+    """
+    optimizers = _constant_rate_optimizers(model)
+    configured = [float(keras.ops.convert_to_numpy(o._learning_rate)) for o in optimizers]
+    try:
+        yield
+    finally:
+        for optimizer, rate in zip(optimizers, configured):
+            restored = float(keras.ops.convert_to_numpy(optimizer._learning_rate))
+            if not np.isclose(restored, rate, rtol=1e-6, atol=0.0):
+                log.info(f"learning rate {rate:g} (configured) replaces the {restored:g} of "
+                         "the restored state.")
+            optimizer._learning_rate.assign(rate)
 
 
 class AtomicBackup(keras.callbacks.Callback):
@@ -115,6 +158,12 @@ class AtomicBackup(keras.callbacks.Callback):
         if optimizer is not None and not optimizer.built:
             # Slots must exist for their saved values to load (else Keras skips them).
             optimizer.build(self.model.trainable_variables)
+        # A resumed run trains at its configured rate, not the one saved with the backup.
+        with keep_configured_learning_rates(self.model):
+            self._load_latest(state)
+
+    def _load_latest(self, state: dict) -> None:
+        """Loads the newest listed backup that reads; VidgenError when none does."""
         errors = []
         for name in reversed(state.get("backups", [])):
             path = os.path.join(self.directory, name)

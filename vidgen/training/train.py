@@ -65,7 +65,15 @@ def calibrate_floor(run_dir: str, cfg: Config, progress: bool = True) -> dict[st
     those within `train.output_floor_tolerance` of the unfloored MSE. The
     model is saved with it and config.json records it (`model.output_floor`),
     so the config keeps describing the model. Returns the calibration's result.
+
+    Holds the run folder's lock (a second writer fails with one sentence; within
+    `train`, which holds it already, it is taken again).
     """
+    with fileio.exclusive_lock(run_dir, flag="--run-dir", what="floor calibration"):
+        return _calibrate_floor(run_dir, cfg, progress)
+
+
+def _calibrate_floor(run_dir: str, cfg: Config, progress: bool) -> dict[str, Any]:
     paths = RunPaths(run_dir)
     saved = load_model(run_dir, compile=True)   # re-saved with its compile config
     predictor = predictor_of(saved)
@@ -123,8 +131,36 @@ def train(cfg: Optional[Config], run_dir: str, resume: bool = False,
     Raises:
         NonFiniteError: the loss or a weight became NaN or infinite (nothing
             non-finite is saved; `resume` continues from the last backup).
+        DiskFullError: the disk filled up while writing the run (the file being
+            written keeps its previous version; `resume` continues after space
+            is freed).
         VidgenError: `run_dir` is being written by another process.
     """
+    try:
+        return _train_locked(cfg, run_dir, resume, evaluate_after, extra_callbacks, strategy,
+                             resume_overrides)
+    except fileio.DiskFullError as e:
+        raise e.with_advice(_after_freeing_space(run_dir)) from e
+    except OSError as e:
+        # Not through an atomic write (the CSV log, TensorBoard events): those files may
+        # end in half a line, but backups and checkpoints are only ever replaced whole.
+        code = fileio.disk_full_errno(e)
+        if code is None:
+            raise
+        path = e.filename or run_dir
+        raise fileio.DiskFullError(
+            path, fileio.free_bytes(path), False, code, then=_after_freeing_space(run_dir),
+            kept="the backups and checkpoints, replaced only whole, are intact") from e
+
+
+def _after_freeing_space(run_dir: str) -> str:
+    return f"free some space, then continue with `vidgen train --run-dir {run_dir} --resume`"
+
+
+def _train_locked(cfg: Optional[Config], run_dir: str, resume: bool, evaluate_after: bool,
+                  extra_callbacks: Sequence[keras.callbacks.Callback], strategy: Optional[str],
+                  resume_overrides: Sequence[str]) -> dict[str, Any]:
+    """`train` after its arguments: the strategy, then the run folder's lock, then `_train`."""
     # MultiWorkerMirroredStrategy must exist before TensorFlow's runtime starts.
     strategy, strategy_name = make_strategy(strategy or (cfg.runtime.strategy if cfg else
                                                          saved_strategy(run_dir)))
@@ -164,7 +200,7 @@ def _train(cfg: Config, run_dir: str, own_dir: str, chief: bool, strategy, strat
     sample_context, sample_target = _sample_batch(cfg, t.sample_clips)
     throughput = cb.Throughput(t.batch_size)
     # The guard runs before every writer: nothing non-finite is written.
-    guard = FiniteGuard(run_dir, paths.backup)
+    guard = FiniteGuard(run_dir, paths.backup, learning_rate=t.learning_rate)
     writers = [
         cb.BestModelCheckpoint(paths.model, paths.best_state),
         cb.LastModelCheckpoint(paths.last_checkpoint),
@@ -180,8 +216,9 @@ def _train(cfg: Config, run_dir: str, own_dir: str, chief: bool, strategy, strat
              f"run directory {run_dir}")
     start = time.perf_counter()
     if strategy_name == "multiworker":
+        # The multi-worker loop runs its own guard on every worker, collectively.
         result = multiworker.fit_multiworker(model, cfg, strategy, own_dir, chief, val_ds,
-                                             [guard, *writers], verbose)
+                                             writers, verbose, run_dir=run_dir)
         summary = {k: v for k, v in result.items() if k != "logs"}
         summary.update(chief=chief, interrupted=False)
     else:
