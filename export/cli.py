@@ -26,13 +26,14 @@ from vidgen.cli_common import (
     verbose_anywhere,
 )
 
-# Each command imports its module when it runs: savedmodel, tflite and report load TensorFlow
-# and Keras (seconds), the runner LiteRT. `--help` loads none of them, and `run-tflite` runs
-# where only vidgen[lite] (no TensorFlow) is installed.
+# Each command imports its module when it runs (the one reason per import is next to it):
+# savedmodel, tflite and report load TensorFlow and Keras (4-7 s, `python -X importtime`),
+# the runner LiteRT, an optional dependency. `--help` loads none of them, and `run-tflite`
+# runs where only vidgen[lite] (no TensorFlow) is installed.
 
 
 def _cmd_savedmodel(args) -> int:
-    from export.savedmodel import export_savedmodel
+    from export.savedmodel import export_savedmodel  # TensorFlow and Keras: seconds
 
     path = export_savedmodel(args.run, args.base, args.name, args.version, args.model_file)
     print(f"Wrote {path} (signatures: serving_default, predict_uint8, step). Serve it with "
@@ -42,7 +43,7 @@ def _cmd_savedmodel(args) -> int:
 
 
 def _cmd_tflite(args) -> int:
-    from export.tflite import export_tflite
+    from export.tflite import export_tflite  # TensorFlow, Keras and LiteRT: seconds
 
     written = export_tflite(args.run, args.quantize, args.out, args.io, args.data,
                             args.calibration_clips, not args.no_sequence, args.report_clips,
@@ -56,7 +57,7 @@ def _cmd_tflite(args) -> int:
 
 
 def _cmd_report(args) -> int:
-    from export.report import build_report
+    from export.report import build_report  # TensorFlow, Keras and LiteRT: seconds
 
     report = build_report(args.run, args.quantize, args.out, args.data, args.clips,
                           args.calibration_clips, progress=not args.quiet)
@@ -66,6 +67,8 @@ def _cmd_report(args) -> int:
 
 
 def _cmd_run_tflite(args) -> int:
+    # LiteRT (ai-edge-litert) is the `lite` extra, not a dependency: at the top, a plain
+    # install could not even print `vidgen-export --help`.
     from export.runner import run_tflite
 
     result = run_tflite(args.model, args.input, args.out, args.context, args.horizon,

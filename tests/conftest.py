@@ -6,18 +6,17 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
+from tests.tiny import TINY_DATA, TINY_TRAIN, tiny_run_config  # noqa: E402
 from tests.tiny import TINY_MODEL as _TINY_MODEL  # noqa: E402
-from tests.tiny import tiny_run_config  # noqa: E402
 from vidgen.config import Config, DataConfig, TrainConfig  # noqa: E402
 from vidgen.run_dir import RunPaths  # noqa: E402
 
 
 def tiny_config(**data) -> Config:
-    """A small, fast config: 16x16 frames, 3 context + 2 predicted frames."""
-    values = dict(source="digits", frame_size=16, channels=1, context=3, horizon=2,
-                  train_clips=12, val_clips=4, test_clips=4, shuffle_buffer=8, shard_size=5)
-    values.update(data)
-    return Config(data=DataConfig(**values), train=TrainConfig(batch_size=2)).validate()
+    """The tiny data (`tests.tiny.TINY_DATA`) with 2 predicted frames; `data` changes fields."""
+    values = {**TINY_DATA, "horizon": 2, **data}
+    return Config(data=DataConfig(**values),
+                  train=TrainConfig(batch_size=TINY_TRAIN["batch_size"])).validate()
 
 
 def moving_square(num_frames: int, height: int, width: int, channels: int = 3,

@@ -83,6 +83,16 @@ def test_generate_bad_input_is_one_sentence(flow_run, tmp_path, capsys, make_inp
     assert not out.exists()
 
 
+def test_a_short_input_names_the_arguments_in_the_library(tmp_path):
+    video = write_mp4(tmp_path / "late.mp4", moving_square(6, 16, 16))
+    with pytest.raises(DataError, match=r"^Input .* has 2 frames from frame 4; context 3 needs "
+                                        r"at least 3: use a smaller context or start or a "
+                                        r"longer clip\.$") as error:
+        load_input_clip(video, 16, 3, context=3, start=4)
+    # The command lines (generate, vidgen-serve predict, vidgen-export run-tflite) name flags.
+    assert "use a smaller --context or --start or" in error.value.with_flags()
+
+
 def test_frames_smaller_than_a_64x64_model_are_refused_not_upscaled(tmp_path):
     video = write_mp4(tmp_path / "tiny.mp4", moving_square(8, 20, 24))
     with pytest.raises(DataError, match="has 24x20 frames, smaller than the model's 64x64"):

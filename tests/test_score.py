@@ -157,8 +157,9 @@ def test_user_errors_are_one_sentence(tiny_run, tmp_path, capsys, make, kwargs, 
 
 def test_library_errors_are_vidgen_errors(tiny_run):
     _, model = load_run(tiny_run)
-    with pytest.raises(DataError, match="needs at least 4"):
+    with pytest.raises(DataError, match="scoring with context 3 needs at least 4") as error:
         score_frames(model, np.zeros((3, 16, 16, 1), np.float32), CONTEXT)
+    assert "scoring with --context 3 needs at least 4" in error.value.with_flags()
     # The library names its argument; the command line names the flag (above).
     with pytest.raises(VidgenError, match="^context must be positive"):
         score_frames(model, np.zeros((3, 16, 16, 1), np.float32), 0)

@@ -18,6 +18,9 @@ TINY_DATA = dict(source="digits", frame_size=16, channels=1, context=3, horizon=
 TINY_MODEL_CONFIG = dict(encoder_filters=(4, 8), core_filters=(8,), decoder_filters=(8, 4),
                          dna_kernel=3)
 TINY_TRAIN = dict(batch_size=2, epochs=2, steps_per_epoch=3, warmup_steps=1, sample_clips=2)
+# Scheduled sampling decays within a tiny run (2 x 3 steps), so training feeds back both
+# true and predicted frames. Not in TINY_MODEL_CONFIG: `TINY_MODEL` keeps the model's default.
+TINY_SAMPLING_STEPS = 4
 
 # VideoPredictor(**TINY_MODEL): the tiny model without a config.
 TINY_MODEL = dict(frame_size=TINY_DATA["frame_size"], channels=TINY_DATA["channels"],
@@ -27,7 +30,7 @@ TINY_MODEL = dict(frame_size=TINY_DATA["frame_size"], channels=TINY_DATA["channe
 def tiny_run_config(**overrides) -> Config:
     """The tiny data, model and a two-epoch, few-step training; `overrides` as "KEY": value."""
     cfg = Config(data=DataConfig(**TINY_DATA),
-                 model=ModelConfig(**TINY_MODEL_CONFIG, sampling_steps=4),
+                 model=ModelConfig(**TINY_MODEL_CONFIG, sampling_steps=TINY_SAMPLING_STEPS),
                  train=TrainConfig(**TINY_TRAIN))
     return apply_overrides(cfg, [f"{k}={v}" for k, v in overrides.items()]).validate()
 
@@ -40,7 +43,8 @@ def tiny_overrides(**changes) -> dict[str, object]:
     values = {**{f"data.{k}": v for k, v in TINY_DATA.items() if k != "source"},
               **{f"model.{k}": list(v) if isinstance(v, tuple) else v
                  for k, v in TINY_MODEL_CONFIG.items()},
-              "model.sampling_steps": 20, "train.batch_size": TINY_TRAIN["batch_size"],
+              "model.sampling_steps": TINY_SAMPLING_STEPS,
+              "train.batch_size": TINY_TRAIN["batch_size"],
               "train.warmup_steps": TINY_TRAIN["warmup_steps"], "train.val_batches": 1,
               "train.sample_clips": 1}
     values.update({k.replace("__", "."): v for k, v in changes.items()})

@@ -32,7 +32,9 @@ import cv2
 import numpy as np
 
 from vidgen import viz
+from vidgen.data import frame_folders
 from vidgen.data import frames as framelib
+from vidgen.data.data_argument_error import DataArgumentError
 from vidgen.errors import ArgumentError, DataError
 
 logger = logging.getLogger(__name__)
@@ -92,7 +94,7 @@ def read_clip(path: str) -> np.ndarray:
     """Reads a video file, a frame folder or an .npy clip as uint8 frames (T, H, W, C)."""
     kind = check_input_kind(path)
     if kind == "folder":
-        frames, _ = framelib.read_frame_folder(path)
+        frames, _ = frame_folders.read_frame_folder(path)
         return frames
     if kind == "npy":
         return _npy_to_uint8(path, _load_npy(path))
@@ -157,17 +159,14 @@ def _ffmpeg_frames(path: str, start: int, stop: Optional[int]) -> Iterator[np.nd
 
 
 def _folder_frames(path: str, start: int, stop: Optional[int]) -> Iterator[np.ndarray]:
-    names, _ = framelib.frame_folder_names(path)
+    names, _ = frame_folders.frame_folder_names(path)
     first = None
     for name in names[start:stop]:
-        frame = framelib.read_image(os.path.join(path, name))
+        frame = frame_folders.read_image(os.path.join(path, name))
         if first is None:
             first = (name, frame.shape)
-        elif frame.shape[:2] != first[1][:2]:
-            raise DataError(
-                f"Frame {os.path.join(path, name)!r} is {frame.shape[1]}x{frame.shape[0]} "
-                f"but the clip's first frame {first[0]!r} is {first[1][1]}x{first[1][0]}: "
-                "all frames of a clip must have one size.")
+        else:
+            framelib.check_same_size(os.path.join(path, name), frame, first)
         yield frame
 
 
@@ -232,10 +231,10 @@ def load_input_clip(input_path: str, frame_size: int, channels: int, context: in
             _check_frame(input_path, frame, frame_size, channels)
         clip.append(framelib.conform(frame[None], frame_size, channels)[0])
     if len(clip) < context:
-        raise DataError(
-            f"Input {input_path!r} has {len(clip)} frames from frame {start}; --context "
-            f"{context} needs at least {context}: use a smaller --context"
-            + (" or --start" if start else "") + " or a longer clip.")
+        raise DataArgumentError(
+            f"Input {input_path!r} has {len(clip)} frames from frame {start}; {{context}} "
+            f"{context} needs at least {context}: use a smaller {{context}}"
+            + (" or {start}" if start else "") + " or a longer clip.", "context", "start")
     return np.stack(clip).astype(np.float32) / 255.0, len(clip)
 
 

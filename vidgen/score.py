@@ -48,6 +48,7 @@ from vidgen import fileio
 from vidgen import metrics as M
 from vidgen.calibration import floored
 from vidgen.data import frames as framelib
+from vidgen.data.data_argument_error import DataArgumentError
 from vidgen.errors import ArgumentError, DataError
 from vidgen.generate import check_input_kind, iter_frames
 from vidgen.run_dir import load_run
@@ -225,9 +226,9 @@ def score_frames(model, frames: Iterable[np.ndarray], context: int,
             steps += 1
         previous = frame
     if not rows:
-        raise DataError(
-            f"{name} has {count} frames; scoring with --context {context} needs at least "
-            f"{context + 1} (the context, then the frames to score).")
+        raise DataArgumentError(
+            f"{name} has {count} frames; scoring with {{context}} {context} needs at least "
+            f"{context + 1} (the context, then the frames to score).", "context")
     columns = np.asarray(rows, np.float64)
     return FrameErrors(frames=columns[:, 0].astype(np.int64), mse=columns[:, 1],
                        psnr=columns[:, 2], copy_last_mse=columns[:, 3],

@@ -1,10 +1,8 @@
-import os
-
-import keras
 import numpy as np
 import pytest
 
 from bench.baselines import TutorialConvLSTM, teacher_forcing, tutorial_config
+from tests.harness import run_serialization_test
 
 
 @pytest.fixture(scope="module")
@@ -46,16 +44,16 @@ def test_streaming_rollout_equals_the_tutorials_rerun_loop(model):
     np.testing.assert_allclose(np.asarray(model.predict_next(x)), streaming[:, 0], atol=1e-5)
 
 
-def test_config_round_trip_and_keras_save_load(model, tmp_path):
+def test_config_round_trip_and_keras_save_load(tmp_path):
+    # The shared harness: output shape, get_config -> from_config and .keras round trips
+    # (the loaded model is a TutorialConvLSTM with the same outputs).
+    model = run_serialization_test(
+        TutorialConvLSTM, dict(frame_size=16, channels=1, filters=4, horizon=3), clip(),
+        tmp_path, expected_output_shape=(2, 6, 16, 16, 1))
     config = model.get_config()
     assert {k: config[k] for k in ("frame_size", "channels", "filters", "kernel_sizes",
                                    "horizon")} == {"frame_size": 16, "channels": 1, "filters": 4,
                                                    "kernel_sizes": [5, 3, 1], "horizon": 3}
-    path = os.path.join(tmp_path, "tutorial.keras")
-    model.save(path)
-    loaded = keras.saving.load_model(path)
-    assert isinstance(loaded, TutorialConvLSTM)
-    np.testing.assert_allclose(np.asarray(loaded(clip())), np.asarray(model(clip())), atol=1e-6)
 
 
 def test_one_fit_step_with_teacher_forcing():

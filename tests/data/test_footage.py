@@ -82,9 +82,12 @@ def test_too_short_for_the_split_fails_before_writing(tmp_path):
     cfg = tiny_config(source=path).data
     message = (r"has 30 frames after resampling .* needs at least 50 frames .*"
                r"data.val_fraction=0.1, data.test_fraction=0.1 and data.split_gap=5 .*"
-               r"windows: train 9, val 0, test 0.*--set data.val_fraction=")
-    with pytest.raises(DataError, match=message):
+               r"windows: train 9, val 0, test 0.*so use data.val_fraction=")
+    with pytest.raises(DataError, match=message) as error:
         prepare(cfg, str(out), progress=False)
+    # The library names config keys; a command line sets them with --set.
+    assert "so use --set data.val_fraction=/--set data.test_fraction= (larger), --set " \
+        "data.split_gap=" in error.value.with_flags()
     assert not out.exists() or not os.listdir(out)
     # Training straight from the video fails the same way, before any step.
     with pytest.raises(DataError, match=message):
@@ -101,24 +104,34 @@ def test_split_by_file_with_an_empty_split_fails_before_writing(tmp_path):
     out = tmp_path / "out"
     cfg = tiny_config(source=str(tmp_path), split_mode="by_source").data
     with pytest.raises(DataError, match=r"by video gives the val split 0 window\(s\).*"
-                                        r"data.split_mode=by_time"):
+                                        r"with data.split_mode=by_time") as error:
         prepare(cfg, str(out), progress=False)
+    assert error.value.with_flags().endswith("with --set data.split_mode=by_time.")
     assert not out.exists()
 
 
 def test_short_video_names_its_frames_and_the_flag(tmp_path):
     path = indexed_video(tmp_path / "v.mp4", 4)
     with pytest.raises(DataError, match=r"v.mp4' is too short: 4 frames, expected at least "
-                                        r"data.context \+ data.horizon = 5, so use --set "
-                                        r"data.context=N / data.horizon=N"):
+                                        r"data.context \+ data.horizon = 5, so use "
+                                        r"data.context=N / data.horizon=N") as error:
         list(open_source(tiny_config(source=path).data).clips("train"))
+    assert "so use --set data.context=N / --set data.horizon=N" in error.value.with_flags()
 
 
-def test_frames_smaller_than_the_model_are_refused(tmp_path):
+def test_frames_smaller_than_the_model_are_refused(tmp_path, capsys):
     path = write_mp4(tmp_path / "small.mp4", moving_square(12, 24, 32))
     with pytest.raises(DataError, match=r"small.mp4' is 32x24, smaller than the model's 64x64 "
-                                        r"frames.*--set data.frame_size=24"):
+                                        r"frames.*so use data.frame_size=24") as error:
         _ = open_source(tiny_config(source=path, frame_size=64).data).plan
+    assert "so use --set data.frame_size=24 or larger footage" in error.value.with_flags()
+    # ... and so does the command line.
+    assert main(["data", "prepare", path, "--out", str(tmp_path / "out"), "--set",
+                 "data.frame_size=64", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("vidgen: error: ") and last.endswith(
+        "so use --set data.frame_size=24 or larger footage.")
 
 
 def test_fps_resampling_picks_the_nearest_earlier_frame(tmp_path):
@@ -130,8 +143,9 @@ def test_fps_resampling_picks_the_nearest_earlier_frame(tmp_path):
     assert framelib.frame_indices(40, 2.5).tolist() == expected
     # fps then frame_stride: 20 -> 10 fps, every 2nd frame of that.
     assert frame_index(framelib.read_video(path, 2, fps=10)) == list(range(0, 40, 4))
-    with pytest.raises(DataError, match=r"has 20 fps, below data.fps=30.*--set data.fps=20"):
+    with pytest.raises(DataError, match=r"has 20 fps, below data.fps=30.*use data.fps=20") as e:
         framelib.read_video(path, fps=30)
+    assert "so use --set data.fps=20 or lower" in e.value.with_flags()
     source = open_source(tiny_config(source=path, fps=5, val_fraction=0.0,
                                      test_fraction=0.0).data)
     assert [w[:2] for w in _windows(source, "train")] == [[0, 4], [12, 16]]
@@ -151,8 +165,10 @@ def test_mixed_frame_rates_in_a_folder(tmp_path):
     for i, fps in enumerate((10, 10, 20)):
         indexed_video(folder / f"cam{i}.mp4", 24, fps=fps)
     with pytest.raises(DataError, match=r"mixed frame rates \(10 fps: cam0.mp4, cam1.mp4; "
-                                        r"20 fps: cam2.mp4\).*--set data.fps=N \(N at most 10\)"):
+                                        r"20 fps: cam2.mp4\).*with data.fps=N \(N at most 10\)"
+                       ) as error:
         _ = open_source(tiny_config(source=str(folder)).data).plan
+    assert "with --set data.fps=N (N at most 10)" in error.value.with_flags()
     source = open_source(tiny_config(source=str(folder), fps=10).data)
     assert {p.item: p.frames for p in source.plan}[str(folder / "cam2.mp4")] == 12
 
@@ -162,9 +178,10 @@ def test_frame_folders_have_no_rate(tmp_path):
     folder.mkdir()
     for i, f in enumerate(moving_square(6, 16, 16)):
         cv2.imwrite(str(folder / f"{i}.png"), f)
-    with pytest.raises(DataError, match=r"Frame folders have no frame rate.*--set data.fps=0 "
-                                        r"and --set data.frame_stride=N"):
+    with pytest.raises(DataError, match=r"Frame folders have no frame rate.*use data.fps=0 "
+                                        r"and data.frame_stride=N") as error:
         open_source(tiny_config(source=str(folder), fps=10).data)
+    assert "use --set data.fps=0 and --set data.frame_stride=N" in error.value.with_flags()
 
 
 def test_rgb_by_default_for_footage(tmp_path, capsys):
@@ -187,8 +204,9 @@ def test_rgb_by_default_for_footage(tmp_path, capsys):
     # channels=0 reads the prepared dataset's own.
     assert resolve_channels(tiny_config(source=out, channels=0).data).channels == 3
     with pytest.raises(DataError, match=r"holds 16x16 frames with 3 channel\(s\).*"
-                                        r"--set data.channels=3"):
+                                        r"so use data.frame_size=16 data.channels=3") as error:
         pipeline.make_dataset(tiny_config(source=out, channels=1), "train")
+    assert "so use --set data.frame_size=16 --set data.channels=3" in error.value.with_flags()
 
 
 def test_decode_time_resize_matches_resize_after(tmp_path):

@@ -6,12 +6,14 @@ import numpy as np
 import pytest
 
 from tests.conftest import moving_square, tiny_config, write_mp4
+from vidgen.data import frame_folders
 from vidgen.data import frames as framelib
 from vidgen.data.footage import FrameFolders, VideoFiles
 from vidgen.data.generated import SyntheticDigits, SyntheticShapes
 from vidgen.data.mnist import MovingMNIST, MovingMNISTNpy
 from vidgen.data.sources import open_source
 from vidgen.errors import DataError
+from vidgen.generate import iter_frames
 
 
 def _all(source, split):
@@ -156,8 +158,10 @@ def test_npy_clip_shorter_than_window(tmp_path):
     np.save(path, np.zeros((4, 5, 16, 16), np.uint8))
     source = open_source(tiny_config(source=str(path)).data)
     with pytest.raises(DataError, match=r"too short: 4 frames, expected at least data.context "
-                       r"\+ data.horizon = 5, so use --set data.context=N"):
+                       r"\+ data.horizon = 5, so use data.context=N") as error:
         _all(source, "train")
+    # Every reason joined names its config keys: a command line spells them --set.
+    assert "so use --set data.context=N / --set data.horizon=N" in error.value.with_flags()
 
 
 def test_video_folder_decodes_resizes_and_splits_by_file(video_dir):
@@ -248,22 +252,28 @@ def test_frame_folders_natural_order(tmp_path):
     clips = [c for s in ("train", "val", "test") for c in _all(source, s)]
     assert len({c.source for c in clips}) == 3
     # frame10 must follow frame9: the square keeps moving right, frame by frame.
-    raw, _ = framelib.read_frame_folder(str(tmp_path / "clips" / "c0"))
+    raw, _ = frame_folders.read_frame_folder(str(tmp_path / "clips" / "c0"))
     np.testing.assert_array_equal(raw, moving_square(12, 20, 24))
 
 
 def test_frame_folder_bad_inputs(tmp_path, caplog):
     mixed = _frame_folder(tmp_path, "mixed", 6)
     cv2.imwrite(str(mixed / "frame6.png"), np.zeros((10, 10, 3), np.uint8))
-    with pytest.raises(DataError, match="frame6.png.*10x10.*24x20"):
-        framelib.read_frame_folder(str(mixed))
+    with pytest.raises(DataError, match="frame6.png.*10x10.*24x20") as read:
+        frame_folders.read_frame_folder(str(mixed))
+    # `vidgen generate --input FOLDER` refuses it in the same words (one check).
+    with pytest.raises(DataError) as streamed:
+        list(iter_frames(str(mixed)))
+    assert str(streamed.value) == str(read.value)
+    assert str(read.value).endswith("'frame0.png' is 24x20: all frames of a clip must have "
+                                    "one size.")
     broken = _frame_folder(tmp_path, "broken", 6)
     (broken / "frame3.png").write_bytes(b"not a png")
     with pytest.raises(DataError, match="frame3.png' is not a readable image"):
-        framelib.read_frame_folder(str(broken))
+        frame_folders.read_frame_folder(str(broken))
     notes = _frame_folder(tmp_path, "notes", 6)
     (notes / "README.txt").write_text("hello")
-    frames, ignored = framelib.read_frame_folder(str(notes))
+    frames, ignored = frame_folders.read_frame_folder(str(notes))
     assert len(frames) == 6 and ignored == ["README.txt"]
     empty = tmp_path / "empty"
     empty.mkdir()

@@ -1,3 +1,4 @@
+import dataclasses
 import inspect
 import re
 
@@ -7,6 +8,8 @@ import pytest
 
 from tests.conftest import TINY_MODEL
 from tests.harness import run_serialization_test
+from vidgen.config import ModelConfig
+from vidgen.config.model import CELL_NAMES, HEAD_NAMES
 from vidgen.models import (
     CDNAHead,
     DNAHead,
@@ -16,7 +19,11 @@ from vidgen.models import (
     SDNAHead,
     VideoPredictor,
 )
+from vidgen.models.video_predictor import CELLS, HEADS
 from vidgen.training.losses import ReconstructionLoss
+
+# ModelConfig fields that size a VideoGAN's critics: the only ones the predictor does not take.
+CRITIC_FIELDS = {"frame_critic_filters", "video_critic_filters", "critic_frames"}
 
 
 def _clips(batch=2, context=4, horizon=3, seed=0):
@@ -305,6 +312,33 @@ def test_every_constructor_argument_survives_the_config():
         assert clone.get_config()[name] == value, name
         attribute = getattr(clone, name)
         assert (list(attribute) if isinstance(attribute, tuple) else attribute) == value, name
+
+
+def test_model_config_defaults_are_the_constructor_defaults():
+    """The hyper-parameters' defaults are written twice; the two copies agree, field by field."""
+    parameters = inspect.signature(VideoPredictor.__init__).parameters
+    fields = {f.name: f.default for f in dataclasses.fields(ModelConfig)}
+    assert set(fields) - set(parameters) == CRITIC_FIELDS
+    shared = sorted(set(fields) - CRITIC_FIELDS)
+    assert len(shared) == 14   # what ModelConfig passes to the model (each checked below)
+    for name in shared:
+        default = parameters[name].default
+        assert default is not inspect.Parameter.empty, name
+        assert type(fields[name]) is type(default) and fields[name] == default, name
+
+
+def test_the_layer_registries_are_the_config_names():
+    """model.cell and model.head are listed once (the config); the model maps exactly those."""
+    assert tuple(CELLS) == CELL_NAMES
+    assert tuple(HEADS) == HEAD_NAMES
+    for cell in CELL_NAMES:
+        ModelConfig(cell=cell).validate()
+    for head in HEAD_NAMES:
+        ModelConfig(head=head).validate()
+    with pytest.raises(ValueError, match="head"):
+        ModelConfig(head="warp").validate()
+    with pytest.raises(ValueError, match="head"):
+        VideoPredictor(**TINY_MODEL, head="warp")
 
 
 def test_docstring_args_are_the_constructor_arguments():

@@ -7,6 +7,12 @@ import dataclasses
 from vidgen.config.checks import non_negative, one_of, positive
 from vidgen.errors import ConfigError
 
+# The names model.cell and model.head take: the one list. `vidgen.models.video_predictor`
+# maps each to its layer (CELLS, HEADS) and a test checks that it maps exactly these;
+# the names live here because the config must not import Keras.
+CELL_NAMES = ("lstm", "gru")
+HEAD_NAMES = ("sdna", "cdna", "dna", "flow", "pixels")
+
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
@@ -65,8 +71,8 @@ class ModelConfig:
             raise ConfigError(
                 "model.core_filters must be one or more positive integers. "
                 f"Received: {list(self.core_filters)}")
-        one_of(self, "cell", ("lstm", "gru"))
-        one_of(self, "head", ("sdna", "cdna", "dna", "flow", "pixels"))
+        one_of(self, "cell", CELL_NAMES)
+        one_of(self, "head", HEAD_NAMES)
         positive(self, "cdna_kernels")
         for name in ("kernel_size", "dna_kernel"):
             if getattr(self, name) % 2 == 0 or getattr(self, name) <= 0:

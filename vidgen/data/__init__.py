@@ -2,9 +2,12 @@
 
 Modules import in one direction, from the bottom up:
 
+    data_argument_error      `DataArgumentError`: data errors that name config keys
     frames, synthetic        decoding, resizing and rendering frames
+    frame_folders            folders of frame images
     source_base              `Clip`, `Source` and the splits
     time_split               train | gap | val | gap | test segments of one clip
+    item_plan                a file source's plan (`ItemPlan`) and its checks
     generated, file_source   the two kinds of source (per index; windows of files)
     mnist, footage           Moving MNIST; video files and frame folders
     prepared_source          reading a prepared dataset (manifest, shards)

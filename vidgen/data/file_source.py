@@ -6,15 +6,13 @@ split; with fewer than three usable items each one is cut in time into
 train | gap | val | gap | test segments instead (`vidgen.data.time_split`).
 Either way no frame of a test clip is ever seen in training, and a split
 that would get fewer than `min_split_windows` windows is refused before any
-frame is decoded.
+frame is decoded (the plan and its checks: `vidgen.data.item_plan`).
 """
 
 from __future__ import annotations
 
 import abc
-import dataclasses
 import logging
-import os
 from collections.abc import Callable, Iterator, Sequence
 from typing import Optional
 
@@ -23,37 +21,22 @@ import numpy as np
 from vidgen.config import DataConfig
 from vidgen.data import frames as framelib
 from vidgen.data import synthetic
+from vidgen.data.data_argument_error import DataArgumentError
+from vidgen.data.item_plan import (
+    ItemPlan,
+    check_minimum,
+    check_rates,
+    joined,
+    too_short,
+)
 from vidgen.data.source_base import SPLITS, Clip, Source, check_split
-from vidgen.data.time_split import time_segments, time_split_frames_needed
+from vidgen.data.time_split import time_segments
 from vidgen.errors import DataError
 
 log = logging.getLogger(__name__)
 
 # Frames between the starts of overlapping training windows of footage (data.window_stride=0).
 FOOTAGE_STRIDE = 3
-
-
-@dataclasses.dataclass
-class ItemPlan:
-    """One usable item of a file source and where its windows come from.
-
-    Attributes:
-        item: the file, folder or sequence.
-        frames: frames kept after data.fps / data.frame_stride / data.max_frames.
-        source_frames: frames in the item at its own rate.
-        fps: the item's frame rate (0: none or unknown).
-        segments: split -> [start, stop) in kept frames.
-    """
-
-    item: str
-    frames: int
-    source_frames: int
-    fps: float
-    segments: dict[str, tuple[int, int]]
-
-
-def _name(item: str) -> str:
-    return os.path.basename(item.rstrip(os.sep)) or item
 
 
 class FileSource(Source):
@@ -76,10 +59,11 @@ class FileSource(Source):
         if not items:
             raise DataError(f"Data source {cfg.source!r} holds no clips.")
         if cfg.fps and not self.has_rate:
-            raise DataError(
+            raise DataArgumentError(
                 f"{self.noun.capitalize()}s have no frame rate, so data.fps={cfg.fps:g} cannot "
                 f"resample {cfg.source!r}: expected data.fps=0 for this source, so use "
-                "--set data.fps=0 and --set data.frame_stride=N to keep every N-th frame.")
+                "{data.fps}=0 and {data.frame_stride}=N to keep every N-th frame.",
+                "data.fps", "data.frame_stride")
         self.items = items
         self._plan: Optional[list[ItemPlan]] = None
         self._mode: Optional[str] = None
@@ -158,33 +142,34 @@ class FileSource(Source):
     def _make_plan(self) -> list[ItemPlan]:
         c = self.cfg
         usable = []
+        reasons: list[DataError] = []
         for item in self.items:
             try:
                 frames, fps, size = self.probe(item)
                 if self.footage and size and min(size) < c.frame_size:
                     suggest = max(4, min(size) // 4 * 4)
-                    raise DataError(
+                    raise DataArgumentError(
                         f"{self.noun.capitalize()} {item!r} is {size[0]}x{size[1]}, smaller than "
                         f"the model's {c.frame_size}x{c.frame_size} frames: expected a shorter "
                         f"side of at least {c.frame_size} pixels (frames are not upscaled for "
-                        f"the model), so use --set data.frame_size={suggest} or larger footage.")
+                        f"the model), so use {{data.frame_size}}={suggest} or larger footage.",
+                        "data.frame_size")
                 kept = len(framelib.frame_indices(frames, self.step(fps, item), 0, c.max_frames))
+                if kept < self.length:
+                    raise too_short(c, self.noun, item, kept)
             except DataError as e:
                 self._skip(item, "all", str(e))
-                continue
-            if kept < self.length:
-                self._skip(item, "all", self._too_short(item, kept))
+                reasons.append(e)
                 continue
             usable.append(ItemPlan(item, kept, frames, fps, {}))
         if not usable:
-            reasons = [s["reason"] for s in self.skipped]
             if len(self.items) == 1:
-                raise DataError(reasons[0])
-            raise DataError(
+                raise reasons[0]
+            raise joined(
                 f"None of the {len(self.items)} {self.noun}s of {c.source!r} is usable; the "
-                f"first reasons: {' | '.join(reasons[:3])}")
+                "first reasons: ", reasons[:3])
         if self.has_rate and not c.fps:
-            self._check_rates(usable)
+            check_rates(c, usable)
         mode = c.split_mode
         if mode == "auto":
             mode = ("by_source" if len(usable) >= self.min_items_for_source_split
@@ -197,41 +182,13 @@ class FileSource(Source):
         else:
             for p in usable:
                 p.segments = self._time_segments(p.frames)
-        self._check_minimum(usable, mode)
+        check_minimum(self, usable, mode)
         return usable
 
     def _time_segments(self, frames: int) -> dict[str, tuple[int, int]]:
         c = self.cfg
         return time_segments(frames, self.length, self.eval_stride, c.gap, c.val_fraction,
                              c.test_fraction)
-
-    def _too_short(self, item: str, kept: int) -> str:
-        c = self.cfg
-        what = "data.clip_length" if c.clip_length else "data.context + data.horizon"
-        fix = "data.clip_length=N" if c.clip_length else "data.context=N / data.horizon=N"
-        more = [f"data.frame_stride={c.frame_stride}"] if c.frame_stride > 1 else []
-        more += [f"data.fps={c.fps:g}"] if c.fps else []
-        more += [f"data.max_frames={c.max_frames}"] if c.max_frames else []
-        keep = (f" or keep more frames (now {', '.join(more)})" if more else "")
-        return (f"{self.noun.capitalize()} {item!r} is too short: {kept} frames, expected at "
-                f"least {what} = {self.length}, so use --set {fix} for shorter windows{keep}.")
-
-    def _check_rates(self, usable: list[ItemPlan]) -> None:
-        groups: dict[float, list[str]] = {}
-        for p in usable:
-            if p.fps <= 0:
-                continue
-            rate = next((r for r in groups if abs(r - p.fps) <= 0.01 * max(r, p.fps)), p.fps)
-            groups.setdefault(rate, []).append(_name(p.item))
-        if len(groups) < 2:
-            return
-        listed = "; ".join(
-            f"{rate:g} fps: {', '.join(names[:3])}"
-            + (f" and {len(names) - 3} more" if len(names) > 3 else "")
-            for rate, names in sorted(groups.items()))
-        raise DataError(
-            f"The videos of {self.cfg.source!r} have mixed frame rates ({listed}): expected one "
-            f"rate, so resample them all with --set data.fps=N (N at most {min(groups):g}).")
 
     def _assign(self, items: list[str]) -> dict[str, str]:
         rng = np.random.default_rng(self.cfg.seed)
@@ -258,46 +215,11 @@ class FileSource(Source):
     def planned_clips(self):
         return sum(self.planned_windows().values())
 
-    def _required_splits(self) -> list[str]:
+    def required_splits(self) -> list[str]:
+        """The splits that must get data.min_split_windows windows (a fraction above 0)."""
         c = self.cfg
         return [s for s, f in (("train", 1.0), ("val", c.val_fraction),
                                ("test", c.test_fraction)) if f > 0]
-
-    def _check_minimum(self, usable: list[ItemPlan], mode: str) -> None:
-        c = self.cfg
-        m = c.min_split_windows
-        counts = {split: sum(len(self.starts(p, split)) for p in usable) for split in SPLITS}
-        short = [s for s in self._required_splits() if counts[s] < m]
-        if not short:
-            return
-        got = ", ".join(f"{s} {counts[s]}" for s in SPLITS)
-        if mode == "by_time":
-            needed = time_split_frames_needed(self.length, self.train_stride, self.eval_stride,
-                                              c.gap, c.val_fraction, c.test_fraction, m)
-            have = (f"{usable[0].frames} frames" if len(usable) == 1 else
-                    ", ".join(f"{_name(p.item)} {p.frames}" for p in usable) + " frames")
-            each = "" if len(usable) == 1 else f" per {self.noun}"
-            raise DataError(
-                f"{c.source!r} has {have} after resampling (data.fps={c.fps:g}, "
-                f"data.frame_stride={c.frame_stride}) but its time split train | gap | val | "
-                f"gap | test needs at least {needed} frames{each} to give every split "
-                f"data.min_split_windows={m} window(s) of {self.length} frames with "
-                f"data.val_fraction={c.val_fraction:g}, data.test_fraction={c.test_fraction:g} "
-                f"and data.split_gap={c.gap} (windows: {got}), so use --set "
-                "data.val_fraction=/data.test_fraction= (larger), data.split_gap= (smaller, 0 "
-                "allowed), data.fps= (higher) or data.frame_stride= (lower), or "
-                "data.context=/data.horizon= (shorter windows).")
-        split = short[0]
-        assigned = [_name(p.item) for p in usable if split in p.segments]
-        fix = ("lower data.val_fraction/data.test_fraction" if split == "train"
-               else f"raise data.{split}_fraction")
-        raise DataError(
-            f"Splitting {c.source!r} by {self.noun} gives the {split} split {counts[split]} "
-            f"window(s) of {self.length} frames, expected at least data.min_split_windows={m} "
-            f"({len(assigned)} of {len(usable)} usable {self.noun}s went to it"
-            + (f": {', '.join(assigned[:5])}" if assigned else "")
-            + f"; windows: {got}), so add {self.noun}s, {fix}, or cut every {self.noun} in time "
-            "with --set data.split_mode=by_time.")
 
     # ---------------------------------------------------------------- windows
 
@@ -381,7 +303,7 @@ class FileSource(Source):
     def check_written(self, windows: dict[str, int]) -> None:
         """Raises when decoding failures left a split below data.min_split_windows."""
         m = self.cfg.min_split_windows
-        short = [s for s in self._required_splits() if windows[s] < m]
+        short = [s for s in self.required_splits() if windows[s] < m]
         if short:
             reasons = "; ".join(f"{s['item']}: {s['reason']}" for s in self.skipped[-3:])
             raise DataError(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 
+from vidgen.data import frame_folders
 from vidgen.data import frames as framelib
 from vidgen.data.file_source import FileSource
 
@@ -37,14 +38,14 @@ class FrameFolders(FileSource):
     noun = "frame folder"
 
     def probe(self, item):
-        images, ignored = framelib.frame_folder_names(item)
+        images, ignored = frame_folders.frame_folder_names(item)
         for name in ignored:
             log.warning("Ignoring %s in frame folder %s: not a png/jpg/bmp image.", name, item)
-        first = framelib.read_image(os.path.join(item, images[0]))
+        first = frame_folders.read_image(os.path.join(item, images[0]))
         return len(images), 0.0, (first.shape[1], first.shape[0])
 
     def load(self, item, size_of):
-        images, _ = framelib.frame_folder_names(item)
+        images, _ = frame_folders.frame_folder_names(item)
         indices = framelib.frame_indices(len(images), float(self.cfg.frame_stride), 0,
                                          self.cfg.max_frames)
-        return framelib.decode_frame_folder(item, images, indices, size_of)
+        return frame_folders.decode_frame_folder(item, images, indices, size_of)

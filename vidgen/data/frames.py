@@ -1,16 +1,20 @@
-"""Decoding and conforming frames: video files, image files, resize, crop, channels."""
+"""Decoding and conforming frames: video files, resize, crop, channels.
+
+Folders of frame images are read by `vidgen.data.frame_folders`.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Optional
 
 import cv2
 import numpy as np
 
+from vidgen.data.data_argument_error import DataArgumentError
 from vidgen.errors import DataError
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
@@ -163,14 +167,15 @@ def frame_step(source_fps: float, fps: float = 0.0, frame_stride: int = 1,
     if not fps:
         return float(frame_stride)
     if source_fps <= 0:
-        raise DataError(
+        raise DataArgumentError(
             f"Video {path!r} has no frame rate in its header, so data.fps={fps:g} cannot "
-            "resample it: use --set data.fps=0 and --set data.frame_stride=N instead.")
+            "resample it: use {data.fps}=0 and {data.frame_stride}=N instead.",
+            "data.fps", "data.frame_stride")
     if fps > source_fps * 1.001:
-        raise DataError(
+        raise DataArgumentError(
             f"Video {path!r} has {source_fps:g} fps, below data.fps={fps:g}: expected "
             f"data.fps <= {source_fps:g} (resampling never repeats frames), so use "
-            f"--set data.fps={source_fps:g} or lower.")
+            f"{{data.fps}}={source_fps:g} or lower.", "data.fps")
     return frame_stride * source_fps / fps
 
 
@@ -322,89 +327,19 @@ def _read_ffmpeg(path, frame_stride, max_frames, fps, size_of, start):
     return frames
 
 
-def read_image(path: str) -> np.ndarray:
-    """Reads one image as uint8 (H, W, C), C in {1, 3}, RGB order."""
-    image = cv2.imread(path, cv2.IMREAD_UNCHANGED)
-    if image is None:
-        raise DataError(
-            f"Frame {path!r} is not a readable image: expected a png/jpg/bmp file.")
-    if image.dtype != np.uint8:
-        image = (image / (np.iinfo(image.dtype).max / 255.0)).astype(np.uint8) \
-            if np.issubdtype(image.dtype, np.integer) else np.clip(image * 255, 0, 255).astype(
-                np.uint8)
-    if image.ndim == 2:
-        return image[..., None]
-    if image.shape[2] == 4:
-        image = image[..., :3]
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-
-
-def frame_folder_names(folder: str) -> tuple[list[str], list[str]]:
-    """(frame image names in natural sort order, names of non-image files ignored).
-
-    Raises:
-        DataError: the folder is missing or holds no images.
-    """
-    if not os.path.isdir(folder):
-        raise DataError(f"Frame folder {folder!r} does not exist.")
-    names = sorted(os.listdir(folder), key=natural_key)
-    images = [n for n in names if n.lower().endswith(IMAGE_EXTENSIONS)]
-    ignored = [n for n in names if n not in images and not n.startswith(".")
-               and os.path.isfile(os.path.join(folder, n))]
-    if not images:
-        raise DataError(
-            f"Frame folder {folder!r} holds no frames: expected "
-            f"{'/'.join(e.lstrip('.') for e in IMAGE_EXTENSIONS)} files, received "
-            f"{len(names)} other entries.")
-    return images, ignored
-
-
-def read_frame_folder(folder: str, indices: Optional[Sequence[int]] = None,
-                      size: int = 0) -> tuple[np.ndarray, list[str]]:
-    """Reads a folder of frame images in natural sort order.
+def check_same_size(path: str, frame: np.ndarray, first: tuple[str, tuple[int, ...]]) -> None:
+    """Refuses a frame of another size than the clip's first, naming both.
 
     Args:
-        folder: the clip's folder.
-        indices: positions (in sorted order) of the frames to read (None: all).
-        size: shrink frames whose shorter side is larger to this (0: keep).
-
-    Returns:
-        (uint8 frames (T, H, W, C), names of non-image files that were ignored).
+        path: where `frame` was read.
+        frame: the frame, (H, W, C).
+        first: (name, shape) of the clip's first frame read.
 
     Raises:
-        DataError: no images, an unreadable image, or frames of mixed sizes.
+        DataError: the two sizes differ.
     """
-    images, ignored = frame_folder_names(folder)
-    return np.stack(decode_frame_folder(folder, images, indices, lambda j: size)), ignored
-
-
-def decode_frame_folder(folder: str, images: Sequence[str],
-                        indices: Optional[Sequence[int]] = None,
-                        size_of: Optional[Callable[[int], Optional[int]]] = None
-                        ) -> list[Optional[np.ndarray]]:
-    """Frames `indices` of a folder's `images`, each shrunk to `size_of(j)` (None: skipped).
-
-    Frames keep the folder's channels: 3 when any frame is in colour.
-    """
-    size_of = size_of or (lambda j: 0)
-    chosen = list(images) if indices is None else [images[i] for i in indices]
-    frames: list[Optional[np.ndarray]] = []
-    first = None
-    for j, name in enumerate(chosen):
-        size = size_of(j)
-        if size is None:
-            frames.append(None)
-            continue
-        frame = read_image(os.path.join(folder, name))
-        if first is None:
-            first = (name, frame.shape)
-        elif frame.shape[:2] != first[1][:2]:
-            raise DataError(
-                f"Frame {os.path.join(folder, name)!r} is {frame.shape[1]}x{frame.shape[0]} "
-                f"but the clip's frame {first[0]!r} is {first[1][1]}x{first[1][0]}: "
-                "all frames of a clip must have one size.")
-        frames.append(shrink(frame, size))
-    if any(f is not None and f.shape[2] == 3 for f in frames):
-        frames = [np.repeat(f, 3, axis=-1) if f is not None and f.shape[2] == 1 else f
-                  for f in frames]
-    return frames
+    name, shape = first
+    if frame.shape[:2] != tuple(shape[:2]):
+        raise DataError(
+            f"Frame {path!r} is {frame.shape[1]}x{frame.shape[0]} but the clip's first frame "
+            f"{name!r} is {shape[1]}x{shape[0]}: all frames of a clip must have one size.")

@@ -32,6 +32,7 @@ import tensorflow as tf
 
 from vidgen.config import Config
 from vidgen.data import prepared_source
+from vidgen.data.data_argument_error import DataArgumentError
 from vidgen.data.file_source import FileSource
 from vidgen.data.generated import GeneratedSource
 from vidgen.data.prepared_source import MANIFEST_NAME
@@ -193,11 +194,12 @@ def _clip_dataset(cfg: Config, split: str, num_shards: int, shard_index: int):
         manifest = prepared_source.read_manifest(source_path)
         found = (manifest["frame_size"], manifest["channels"])
         if found[0] != data.frame_size or (data.channels and found[1] != data.channels):
-            raise DataError(
+            raise DataArgumentError(
                 f"Prepared dataset {source_path!r} holds {found[0]}x{found[0]} frames with "
                 f"{found[1]} channel(s); the config expects {data.frame_size}x{data.frame_size} "
-                f"with {data.channels or found[1]}, so use --set data.frame_size={found[0]} "
-                f"--set data.channels={found[1]} (or 0: the dataset's) or prepare it again.")
+                f"with {data.channels or found[1]}, so use {{data.frame_size}}={found[0]} "
+                f"{{data.channels}}={found[1]} (or 0: the dataset's) or prepare it again.",
+                "data.frame_size", "data.channels")
         if manifest["clip_length"] < data.window:
             raise DataError(
                 f"Prepared dataset {source_path!r} stores clips of {manifest['clip_length']} "

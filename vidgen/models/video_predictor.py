@@ -20,6 +20,8 @@ from vidgen.models.pixel_head import PixelHead
 from vidgen.models.predictor_training import PredictorTraining
 from vidgen.models.sdna_head import SDNAHead
 
+# The layer of each name in `vidgen.config.model` CELL_NAMES and HEAD_NAMES, the one list
+# of the names (a test checks these keys are exactly those, in their order).
 CELLS = {"lstm": ConvLSTMCell, "gru": ConvGRUCell}
 HEADS = {"sdna": SDNAHead, "cdna": CDNAHead, "dna": DNAHead, "flow": FlowHead,
          "pixels": PixelHead}
