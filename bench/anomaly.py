@@ -46,7 +46,8 @@ import cv2
 import numpy as np
 
 from bench.run import git_commit, machine_info
-from vidgen.errors import VidgenError
+from vidgen.cli_common import flag_names
+from vidgen.errors import ArgumentError, VidgenError
 from vidgen.fileio import write_json_atomic
 from vidgen.run_dir import load_run
 from vidgen.score import FrameReader, conformed_frames, score_frames
@@ -361,7 +362,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         report = benchmark(args.run, args.video, args.out, seed=args.seed,
                            context=args.context, max_frames=args.max_frames)
     except VidgenError as e:
-        print(f"bench.anomaly: error: {e}", file=sys.stderr)
+        message = e.with_flags(flag_names(parser)) if isinstance(e, ArgumentError) else str(e)
+        print(f"bench.anomaly: error: {message}", file=sys.stderr)
         return 2
     print(table(report))
     print(f"Wrote {os.path.join(args.out, 'anomaly.json')} and anomaly.md")

@@ -1,7 +1,7 @@
 """Deterministic vs adversarial/stochastic predictor, trained with the same time budget.
 
 Reads the metrics.json of two finished runs (e.g. `make train`'s `quick` run
-and a `quick_gan` run), prints the comparison the VideoGAN issue asks for,
+and a `quick_gan` run), prints the comparison the GAN is judged by,
 writes it to bench/gan_vs_deterministic.json and draws a side-by-side GIF
 of held-out clips: truth | deterministic | GAN | GAN samples.
 
@@ -33,7 +33,11 @@ def read_metrics(run: str) -> dict:
 
 
 def compare(det: dict, gan: dict) -> dict:
-    """The issue's criteria from two evaluation reports of the same test split."""
+    """The GAN's three criteria from two evaluation reports of the same test split.
+
+    Sharper than the deterministic model, MSE within 10% of it, best-of-N SSIM above
+    its SSIM.
+    """
     if (det["data"], det["split"], det["clips"]) != (gan["data"], gan["split"], gan["clips"]):
         raise VidgenError("The two runs were evaluated on different clips: "
                           f"{det['data']}/{det['split']}/{det['clips']} vs "

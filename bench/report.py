@@ -208,7 +208,7 @@ def quality_markdown(name: str, q: Mapping[str, Any], plots: Mapping[str, str]) 
                   f"(per-frame MSE between samples) {s['diversity_mse']:.1f}."]
     if q.get("gan_vs_deterministic"):
         c = q["gan_vs_deterministic"]
-        lines += ["", "GAN issue's criteria (bench/gan_vs_deterministic.py): sharpness closer "
+        lines += ["", "The GAN's criteria (bench/gan_vs_deterministic.py): sharpness closer "
                   f"to real: {'yes' if c['gan_sharpness_closer_to_real'] else 'no'}; MSE within "
                   f"10% of `quick`: {'yes' if c['gan_mse_within_10_percent'] else 'no'} "
                   f"(ratio {c['gan_mse_ratio']:.3f})"

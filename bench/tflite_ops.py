@@ -1,7 +1,7 @@
 """Which ops of the TFLite step model leave XNNPACK, and what int8 gains once none do.
 
-Issue 18 section 5: the int8 step model was measured no faster than float32
-on the 2-core AVX-512 VNNI development machine. This benchmark exports the
+The int8 step model was once measured no faster than float32 on the 2-core
+AVX-512 VNNI development machine. This benchmark exports the
 step model (one frame + states -> next frame + states) of the `quick`
 preset (and of `natural`, RGB with the flow head) as float32, float16,
 dynamic-range and int8, and for each file:
@@ -634,7 +634,7 @@ def markdown(results: dict) -> str:
     lines = [
         "# int8 vs float32 TFLite step model on LiteRT/XNNPACK: per-op profile",
         "",
-        "Issue 18 section 5. Made by `bench/tflite_ops.py`:",
+        "Made by `bench/tflite_ops.py`:",
         "",
         f"    {results['command']}",
         "",
@@ -722,7 +722,7 @@ def _ratio(result: dict, threads: str, pair: tuple[str, str]) -> Optional[float]
 
 
 def _target_lines(result: dict) -> list[str]:
-    """Issue 18's target: the export's int8 step vs its float32 step, now and before."""
+    """Target int8 >= 1.3x float32: the export's int8 and float32 steps, now and before."""
     lines = ["### The target: int8 step / float32 step of the export (same run, interleaved)",
              "", "| threads | float32 ms | int8 ms | float32 / int8 | before (one-hot shift "
              "convolutions): float32 ms | int8 ms | float32 / int8 |", "|---|---:|---:|---:|"
@@ -923,7 +923,7 @@ def findings(results: dict) -> str:
             + ", ".join(f"{k} {q['step_ms']['1'][k]:.3f} -> "
                         f"{q['step_ms'].get('2', {}).get(k, float('nan')):.3f} ms"
                         for k in ("float32", "int8", "float32_xnnpack", "int8_xnnpack"))
-            + "), which is the issue's \"int8 = float32 at 2 threads\".")
+            + "), which is the earlier measurement's \"int8 = float32 at 2 threads\".")
         out.append(
             f"- **Measured ratios, 1 thread (float32 ms / variant ms):** project int8 "
             f"{ms['float32'] / ms['int8']:.2f}x; xnnpack int8 "
@@ -938,7 +938,7 @@ def findings(results: dict) -> str:
             f"{q['runner_step_ms']['1']['float32'] / q['runner_step_ms']['1']['int8']:.2f}x). "
             "`export.parity.step_latency_ms` times the variants one after the other (30 steps "
             "each), so on a shared machine a burst of load during one of them decides the "
-            "ratio; the issue's 2-thread parity (1.00 vs 0.99 ms) is what this run shows at 2 "
+            "ratio; the earlier 2-thread parity (1.00 vs 0.99 ms) is what this run shows at 2 "
             "threads.")
         if "2" in q["step_ms"]:
             m2 = q["step_ms"]["2"]

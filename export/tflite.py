@@ -81,9 +81,13 @@ def load_clips(cfg, split: str, count: int, data: Optional[str] = None) -> np.nd
     except StopIteration:
         raise VidgenError(f"The {split} split of {cfg.data.source!r} has no clips.") from None
     except VidgenError as e:
-        raise ArgumentError(f"Real clips are needed here (int8 calibration, parity report) "
-                            f"and the run's clips could not be read: {e} Pass {{data}}.",
-                            "data") from None
+        # The data error's own arguments (config keys) stay arguments, so the command line
+        # names them as flags too.
+        inner, names = (e.template, e.arguments) if isinstance(e, ArgumentError) else \
+            (str(e).replace("{", "{{").replace("}", "}}"), ())
+        raise ArgumentError("Real clips are needed here (int8 calibration, parity report) "
+                            f"and the run's clips could not be read: {inner} Pass {{data}}.",
+                            *names, "data") from None
     return np.concatenate([np.asarray(context), np.asarray(target)], axis=1)
 
 

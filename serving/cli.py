@@ -46,8 +46,9 @@ def _cmd_start(args) -> int:
         raise VidgenError("--max_batch_bytes bounds merged batches, which only "
                           "--enable_batching makes; received --max_batch_bytes "
                           f"{args.max_batch_bytes} without --enable_batching.")
-    for flag in ("max_request_bytes", "max_json_request_bytes", "max_in_flight_requests",
-                 "max_in_flight_bytes", "max_rest_connections", "max_batch_bytes"):
+    for flag in ("max_request_bytes", "max_json_request_bytes", "max_response_bytes",
+                 "max_in_flight_requests", "max_in_flight_bytes", "max_rest_connections",
+                 "max_batch_bytes"):
         if getattr(args, flag) is not None and getattr(args, flag) < 1:
             raise VidgenError(f"--{flag} must be positive. Received: {getattr(args, flag)}")
     if args.max_in_flight_bytes < args.max_request_bytes:
@@ -57,7 +58,8 @@ def _cmd_start(args) -> int:
                           f"{args.max_request_bytes}")
     limits = Limits(max_request_bytes=args.max_request_bytes,
                     max_tensor_bytes=args.max_request_bytes,
-                    max_json_request_bytes=args.max_json_request_bytes)
+                    max_json_request_bytes=args.max_json_request_bytes,
+                    max_response_bytes=args.max_response_bytes)
     batching = _batching_options(args, BatchingOptions)
     monitoring_config = _monitoring_config(args)
     try:
@@ -293,6 +295,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="largest REST (JSON) body, refused with 413 before it is read: "
                         "json.loads alone makes 6-8 bytes of Python objects per body byte "
                         "(vidgen's flag; TF Serving has none)")
+    s.add_argument("--max_response_bytes", type=int, default=512 << 20,  # Limits' default
+                   help="largest answer a request may ask for, as float32 frames (a REST "
+                        "answer's JSON text is bounded by the same number); beyond it "
+                        "INVALID_ARGUMENT before the model runs, or RESOURCE_EXHAUSTED / 413 "
+                        "for JSON (vidgen's flag; TF Serving has none)")
     s.add_argument("--max_in_flight_requests", type=int, default=32,
                    help="Predict requests (gRPC and REST together) in flight at most; beyond, "
                         "RESOURCE_EXHAUSTED / HTTP 429 at once instead of queueing (vidgen's "

@@ -287,7 +287,7 @@ def encode_predict(fmt: str, outputs: dict[str, np.ndarray], max_bytes: int) -> 
         raise ServingError(
             grpc.StatusCode.RESOURCE_EXHAUSTED,
             f"The JSON answer would take up to {bound} bytes ({shapes}), more than the "
-            f"server's response limit of {max_bytes} bytes (Limits.max_response_bytes); ask "
+            f"server's response limit of {max_bytes} bytes (--max_response_bytes); ask "
             "for fewer frames or a smaller batch, or use gRPC, whose answer is ~6x smaller.",
             http_status=413)
     chunks, part, size = [], [], 0

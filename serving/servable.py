@@ -161,7 +161,7 @@ class Servable:
         if out > self.limits.max_response_bytes:
             raise invalid(f"Outputs of signature '{key}': expected at most "
                           f"{self.limits.max_response_bytes} bytes, the request would make "
-                          f"{out} (batch {batch}).")
+                          f"{out} (batch {batch}; the server's --max_response_bytes).")
 
     def check_values(self, key: str, arrays: dict[str, np.ndarray]) -> None:
         """NaN/Inf, the horizon range, and the size of the response it would make.
@@ -191,12 +191,14 @@ class Servable:
                         f"Signature '{key}': expected a float32 working size of at most "
                         f"{self.limits.max_response_bytes} bytes, the request would make "
                         f"{work} (batch {batch} x (context {context.shape[1]} + horizon "
-                        f"{horizon}) frames x {frame} values x 4 bytes).")
+                        f"{horizon}) frames x {frame} values x 4 bytes; the server's "
+                        "--max_response_bytes).")
             out = batch * horizon * frame * 4
             if key == C.SERVING_DEFAULT and out > self.limits.max_response_bytes:
                 raise invalid(f"Output '{C.FRAMES}' of signature '{key}': expected at most "
                               f"{self.limits.max_response_bytes} bytes, the request would make "
-                              f"{out} (batch {batch} x horizon {horizon}).")
+                              f"{out} (batch {batch} x horizon {horizon}; the server's "
+                              "--max_response_bytes).")
 
     # ---- running ------------------------------------------------------------------
 

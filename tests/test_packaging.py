@@ -176,6 +176,16 @@ def test_a_missing_full_dependency_is_one_line(capsys):
     assert "needs 'tensorflow', which is not installed" in err
     assert 'pip install "vidgen[full]"' in err
 
+    class Lite:
+        @staticmethod
+        def func(_):
+            raise ModuleNotFoundError("No module named 'ai_edge_litert'", name="ai_edge_litert")
+
+    assert run_command("vidgen-export", Lite()) == 2
+    err = capsys.readouterr().err
+    assert "needs 'ai_edge_litert', which is not installed" in err
+    assert 'pip install "vidgen[lite]"' in err
+
     class Other:
         @staticmethod
         def func(_):

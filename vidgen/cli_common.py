@@ -17,9 +17,10 @@ import vidgen
 from vidgen import import_hooks
 from vidgen.errors import ArgumentError, VidgenError
 
-# Modules only `vidgen[full]` installs (`pip install "vidgen[lite]"` runs the LiteRT runner).
+# Modules a plain `pip install vidgen` lacks: `vidgen[full]` installs them all, `vidgen[lite]`
+# only ai_edge_litert (the LiteRT runner).
 FULL_ONLY_MODULES = frozenset({"tensorflow", "keras", "tensorflow_serving", "grpc", "scipy",
-                               "matplotlib", "prometheus_client"})
+                               "matplotlib", "prometheus_client", "ai_edge_litert"})
 
 
 def start_up(verbose: bool) -> None:
@@ -123,9 +124,14 @@ def run_command(prog: str, args: argparse.Namespace,
     except ModuleNotFoundError as e:
         if (e.name or "").split(".")[0] not in FULL_ONLY_MODULES:
             raise
-        print(f"{prog}: error: this command needs {e.name!r}, which is not installed: "
-              "`pip install \"vidgen[full]\"` installs it (vidgen[lite] runs only "
-              "`vidgen-export run-tflite`).", file=sys.stderr)
+        if (e.name or "").split(".")[0] == "ai_edge_litert":
+            print(f"{prog}: error: this command needs {e.name!r}, which is not installed: "
+                  "`pip install \"vidgen[lite]\"` (or vidgen[full]) installs it.",
+                  file=sys.stderr)
+        else:
+            print(f"{prog}: error: this command needs {e.name!r}, which is not installed: "
+                  "`pip install \"vidgen[full]\"` installs it (vidgen[lite] runs only "
+                  "`vidgen-export run-tflite`).", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)

@@ -10,6 +10,8 @@ Example:
     error = ArgumentError("{horizon} must be positive. Received: 0", "horizon")
     str(error)                                # 'horizon must be positive. Received: 0'
     error.with_flags({"horizon": "--horizon"})   # '--horizon must be positive. Received: 0'
+
+A dotted name is a config key: `with_flags` spells `{data.fps}` as `--set data.fps`.
 """
 
 from __future__ import annotations
@@ -50,10 +52,31 @@ class ArgumentError(VidgenError):
         return message
 
     def with_flags(self, flags: Mapping[str, str] | None = None) -> str:
-        """The message naming flags: `flags[name]`, else `--name-with-dashes`."""
+        """The message naming flags: `flags[name]`, else `--name-with-dashes`.
+
+        A dotted name is a config key (`data.fps`), which a command line sets with
+        `--set data.fps=...`: it is spelled `--set data.fps` unless `flags` maps it.
+        """
         flags = flags or {}
-        return self._spelled(lambda name: flags.get(name, "--" + name.replace("_", "-")))
+
+        def spell(name: str) -> str:
+            if name in flags:
+                return flags[name]
+            return f"--set {name}" if "." in name else "--" + name.replace("_", "-")
+
+        return self._spelled(spell)
 
 
 class ConfigArgumentError(ArgumentError, ConfigError):
     """A bad configuration passed as an argument: caught as either kind."""
+
+
+class DataArgumentError(ArgumentError, DataError):
+    """Data that does not fit the arguments or config keys it was read with: either kind.
+
+    Example:
+
+        error = DataArgumentError("so use {data.fps}=12 or lower.", "data.fps")
+        str(error)            # 'so use data.fps=12 or lower.'
+        error.with_flags()    # 'so use --set data.fps=12 or lower.'
+    """

@@ -34,8 +34,7 @@ import numpy as np
 from vidgen import viz
 from vidgen.data import frame_folders
 from vidgen.data import frames as framelib
-from vidgen.data.data_argument_error import DataArgumentError
-from vidgen.errors import ArgumentError, DataError
+from vidgen.errors import ArgumentError, DataArgumentError, DataError
 
 logger = logging.getLogger(__name__)
 

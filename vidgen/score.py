@@ -48,8 +48,7 @@ from vidgen import fileio
 from vidgen import metrics as M
 from vidgen.calibration import floored
 from vidgen.data import frames as framelib
-from vidgen.data.data_argument_error import DataArgumentError
-from vidgen.errors import ArgumentError, DataError
+from vidgen.errors import ArgumentError, DataArgumentError, DataError
 from vidgen.generate import check_input_kind, iter_frames
 from vidgen.run_dir import load_run
 from vidgen.score_plot import plot_scores

@@ -10,7 +10,7 @@ from export.cli import main
 from export.report import build_report
 from export.runner import StepRunner, load_interpreter
 from export.tflite import check_options, export_tflite, load_clips
-from vidgen.errors import ArgumentError, VidgenError
+from vidgen.errors import ArgumentError, DataArgumentError, VidgenError
 
 
 def op_names(path: str) -> set[str]:
@@ -264,3 +264,18 @@ def test_mirror_pad_matrix_pads_symmetrically():
     row = np.arange(1.0, 6.0, dtype=np.float32)
     np.testing.assert_array_equal(row @ mirror_pad_matrix(5, 2),
                                   np.pad(row, 2, mode="symmetric"))
+
+
+def test_load_clips_keeps_the_data_errors_arguments(monkeypatch):
+    """A data error's config keys stay arguments, so the command line names their flags."""
+    from tests.tiny import tiny_run_config
+
+    def unreadable(*args, **kwargs):
+        raise DataArgumentError("frames are too small, so use {data.frame_size}=8.",
+                                "data.frame_size")
+
+    monkeypatch.setattr("export.tflite.make_dataset", unreadable)
+    with pytest.raises(ArgumentError) as raised:
+        load_clips(tiny_run_config(), "test", 1)
+    assert "so use --set data.frame_size=8. Pass --data." in raised.value.with_flags()
+    assert "so use data.frame_size=8. Pass data." in str(raised.value)

@@ -375,3 +375,28 @@ def test_stop_cancels_queued_model_calls(exported, tmp_path, monkeypatch):
             hold.release.set()
         if stopper is None:
             core.stop()
+
+
+def test_cli_max_response_bytes_reaches_the_limits(exported, monkeypatch, capsys):
+    import serving.server
+
+    seen = {}
+
+    class Refused(Exception):
+        pass
+
+    def fake_server(*args, **kwargs):
+        seen["limits"] = args[6]
+        raise Refused
+
+    from serving.cli import build_parser
+    start = build_parser().parse_args(["start", "--model_base_path", exported["store"]])
+    assert start.max_response_bytes == Limits().max_response_bytes
+    monkeypatch.setattr(serving.server, "Server", fake_server)
+    with pytest.raises(Refused):
+        main(["start", "--model_base_path", exported["store"], "--model_name", MODEL,
+              "--max_response_bytes", "4096"])
+    assert seen["limits"].max_response_bytes == 4096
+    assert main(["start", "--model_base_path", exported["store"], "--model_name", MODEL,
+                 "--max_response_bytes", "0"]) == 2
+    assert "--max_response_bytes must be positive. Received: 0" in capsys.readouterr().err

@@ -57,7 +57,8 @@ def test_limits(strict):
              "received 30720 (shape (1, 30, 16, 16, 1))."),
             (request(clip(1, 3), horizon=500), INV,
              "Output 'frames' of signature 'serving_default': expected at most 400000 bytes, "
-             "the request would make 512000 (batch 1 x horizon 500)."),
+             "the request would make 512000 (batch 1 x horizon 500; the server's "
+             "--max_response_bytes)."),
             # A huge declared shape is refused before anything is allocated.
             (request(proto(dims=(1 << 20, 1 << 20, 16, 16, 1))), INV,
              "Input 'context' of signature 'serving_default': expected at most 10000 elements, "

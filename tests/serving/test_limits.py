@@ -122,7 +122,7 @@ def test_step_output_counts_against_the_response_limit(small):
     # 16 x (256 + 128 + 128 + 256) float32 = 49,152 bytes out, for as many in.
     assert refused(small, step_fill(16)) == (
         INV, "Outputs of signature 'step': expected at most 40000 bytes, the request would "
-             "make 49152 (batch 16).")
+             "make 49152 (batch 16; the server's --max_response_bytes).")
     assert small.Predict(step_fill(8), timeout=30).outputs[C.NEXT_FRAME].tensor_shape.dim[0] \
         .size == 8
 
@@ -134,6 +134,6 @@ def test_predict_uint8_counts_its_float32_working_size(small):
     assert refused(small, request) == (
         INV, "Signature 'predict_uint8': expected a float32 working size of at most 40000 "
              "bytes, the request would make 40960 (batch 1 x (context 30 + horizon 10) frames "
-             "x 256 values x 4 bytes).")
+             "x 256 values x 4 bytes; the server's --max_response_bytes).")
     ok = predict(C.PREDICT_UINT8, context=context, horizon=C.horizon_input(9, 1))
     assert small.Predict(ok, timeout=30).outputs[C.FRAMES].tensor_shape.dim[1].size == 9

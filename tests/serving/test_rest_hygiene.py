@@ -144,7 +144,7 @@ def test_a_slow_parse_answers_the_timeout_and_runs_no_model(hygiene, counted, mo
 def test_json_answer_beyond_the_response_limit_is_refused(hygiene, counted):
     status, body = rest_post(hygiene, json_body(horizon=10))
     assert status == 413
-    assert "response limit of 40000 bytes (Limits.max_response_bytes)" in body["error"]
+    assert "response limit of 40000 bytes (--max_response_bytes)" in body["error"]
     assert grpc_predict(hygiene, horizon=10).shape == (1, 10, 16, 16, 1)   # gRPC fits
     status, body = rest_post(hygiene, json_body(horizon=1))
     assert status == 200

@@ -2,7 +2,6 @@
 
 Modules import in one direction, from the bottom up:
 
-    data_argument_error      `DataArgumentError`: data errors that name config keys
     frames, synthetic        decoding, resizing and rendering frames
     frame_folders            folders of frame images
     source_base              `Clip`, `Source` and the splits

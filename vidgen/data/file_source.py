@@ -21,7 +21,6 @@ import numpy as np
 from vidgen.config import DataConfig
 from vidgen.data import frames as framelib
 from vidgen.data import synthetic
-from vidgen.data.data_argument_error import DataArgumentError
 from vidgen.data.item_plan import (
     ItemPlan,
     check_minimum,
@@ -31,7 +30,7 @@ from vidgen.data.item_plan import (
 )
 from vidgen.data.source_base import SPLITS, Clip, Source, check_split
 from vidgen.data.time_split import time_segments
-from vidgen.errors import DataError
+from vidgen.errors import DataArgumentError, DataError
 
 log = logging.getLogger(__name__)
 

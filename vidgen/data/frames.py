@@ -14,8 +14,7 @@ from typing import Optional
 import cv2
 import numpy as np
 
-from vidgen.data.data_argument_error import DataArgumentError
-from vidgen.errors import DataError
+from vidgen.errors import DataArgumentError, DataError
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")

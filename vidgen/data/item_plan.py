@@ -13,10 +13,9 @@ import os
 from collections.abc import Sequence
 
 from vidgen.config import DataConfig
-from vidgen.data.data_argument_error import DataArgumentError
 from vidgen.data.source_base import SPLITS
 from vidgen.data.time_split import time_split_frames_needed
-from vidgen.errors import ArgumentError, DataError
+from vidgen.errors import ArgumentError, DataArgumentError, DataError
 
 
 @dataclasses.dataclass

@@ -32,13 +32,12 @@ import tensorflow as tf
 
 from vidgen.config import Config
 from vidgen.data import prepared_source
-from vidgen.data.data_argument_error import DataArgumentError
 from vidgen.data.file_source import FileSource
 from vidgen.data.generated import GeneratedSource
 from vidgen.data.prepared_source import MANIFEST_NAME
 from vidgen.data.source_base import check_split
 from vidgen.data.sources import open_source
-from vidgen.errors import DataError
+from vidgen.errors import DataArgumentError, DataError
 
 
 def window_starts(num_frames, length: int, stride: int):
