@@ -189,6 +189,6 @@ def test_start_help_says_the_load_flags_are_vidgens(capsys):
         main(["start", "--help"])
     out = " ".join(capsys.readouterr().out.split())
     for flag in ("--max_in_flight_requests", "--max_in_flight_bytes",
-                 "--max_json_request_bytes", "--max_rest_connections"):
+                 "--max_json_request_bytes", "--max_rest_connections", "--max_response_bytes"):
         assert flag in out
-    assert out.count("vidgen's flag; TF Serving has none") == 4
+    assert out.count("vidgen's flag; TF Serving has none") == 5

@@ -206,7 +206,11 @@ def test_a_nan_on_one_replica_stops_every_worker_and_saves_nothing_after(tmp_pat
             f"{os.path.join(own, 'preemption', 'ckpt-4')} (step 4), from which `vidgen train "
             f"--run-dir {run} --resume --set train.learning_rate={tenth:g}` on every worker "
             "continues."], both
-        assert "Traceback" not in _log(logs, index)
+        # No traceback of vidgen's. TensorFlow's PeerTerminationWatcher thread may print
+        # one when the other worker's coordination service goes away first.
+        log = _log(logs, index)
+        assert log.count("Traceback") == log.count(
+            "Exception in thread PeerTerminationWatcher"), log[-3000:]
     # Epoch 1's checkpoint is the last on both workers: epoch 2's was never written.
     chief = _assert_same_weights(run)
     assert int(chief["steps_done/.ATTRIBUTES/VARIABLE_VALUE"]) == 4
