@@ -15,6 +15,10 @@ connection.
 
 A REST predict takes its admission slot (shared with gRPC) only once its body
 is in: a slow body holds a connection thread, never a slot of the model's work.
+The bodies being received hold bytes of a budget of their own, as large as the
+in-flight one (`--max_in_flight_bytes`): beyond it a request is answered 429
+before its body is read, so memory stays bounded however many clients send
+slowly, and gRPC is never starved by them.
 While it waits for the model, a request whose client closed its connection is
 cancelled like a gRPC call (its queued model call is not started). A malformed
 request line or header gets a JSON body and a status line too.
@@ -258,6 +262,34 @@ class _RestTicket:
         self._ticket.release()
 
 
+class _BodyBytes:
+    """The bytes of the REST bodies being received, bounded.
+
+    Args:
+        limit: the most bytes all bodies being received may hold together.
+    """
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.held = 0
+        self._lock = threading.Lock()
+
+    def hold(self, nbytes: int) -> None:
+        """Holds `nbytes` or raises RESOURCE_EXHAUSTED (HTTP 429) at once."""
+        with self._lock:
+            if self.held + nbytes > self.limit:
+                raise ServingError(
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    f"The REST bodies being received already hold {self.held} bytes; this "
+                    f"one of {nbytes} would pass the server's limit (--max_in_flight_bytes "
+                    f"{self.limit}); retry later.", http_status=429)
+            self.held += nbytes
+
+    def release(self, nbytes: int) -> None:
+        with self._lock:
+            self.held -= nbytes
+
+
 def make_handler(core, timeout: Optional[float], max_body: int,
                  metrics_path: Optional[str] = None, admission=None,
                  max_json_body: Optional[int] = None) -> type[BaseHTTPRequestHandler]:
@@ -274,6 +306,7 @@ def make_handler(core, timeout: Optional[float], max_body: int,
         max_json_body: largest body of a REST API (JSON) request, checked before reading it.
     """
     max_json_body = max_body if max_json_body is None else min(max_body, max_json_body)
+    receiving = None if admission is None else _BodyBytes(admission.max_bytes)
     socket_timeout = 30.0 if timeout is None else max(timeout, 1.0)
 
     class Handler(BaseHTTPRequestHandler):
@@ -378,10 +411,20 @@ def make_handler(core, timeout: Optional[float], max_body: int,
             # The body first, under its read deadline and before any admission slot: a slow
             # client holds its connection thread (bounded by --max_rest_connections, its
             # body by the Content-Length limit above), never a slot of the model's work.
+            if receiving is not None and length:
+                try:
+                    receiving.hold(length)
+                except ServingError as e:   # the body stays unread: close after the answer
+                    self.close_connection = True
+                    self._reply(e.http_status, {"error": e.message})
+                    return
             try:
                 body = self.rfile.read(length) if length else b""
             except TimeoutError:   # the socket's backstop timeout beat the read deadline
                 body = b""
+            finally:
+                if receiving is not None and length:
+                    receiving.release(length)   # from here the admission counts the body
             if len(body) < length:
                 self.close_connection = True
                 self._reply(408, {"error": f"The request body ({length} bytes) was not received "

@@ -128,6 +128,41 @@ def test_slow_bodies_take_no_admission_slot_and_get_a_408(hygiene, counted, monk
             s.close()
 
 
+def test_bodies_being_received_are_bounded_apart_from_grpc(exported, tmp_path):
+    """Slow bodies hold bytes of their own budget: beyond it 429 at once, gRPC unaffected."""
+    base = tmp_path / MODEL
+    os.makedirs(base)
+    copy_version(exported, base, 1)
+    budget = 64 << 10
+    server = start_server(base, max_in_flight_requests=LIMIT, max_in_flight_bytes=budget,
+                          rest_api_timeout=TIMEOUT,
+                          limits=Limits(max_request_bytes=budget, max_tensor_bytes=budget,
+                                        max_json_request_bytes=budget))
+    assert server.wait_for_model(60)
+    slow = socket.create_connection(("127.0.0.1", server.rest_api_port), timeout=20)
+    try:
+        declared = budget - 1000   # holds nearly the whole budget while it trickles in
+        slow.sendall(f"POST {PREDICT} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+                     f"\r\nContent-Length: {declared}\r\n\r\n{{".encode())
+        body = json_body()
+        assert len(body) > 1000
+        # Refused before its body is read, while the slow one is being received...
+        assert wait_for(lambda: rest_post(server, body)[0] == 429, timeout=TIMEOUT)
+        status, answer = rest_post(server, body)
+        assert status == 429 and "--max_in_flight_bytes 65536" in answer["error"]
+        assert server.admission.requests == 0
+        # ...while gRPC, which the bodies cannot hold, still runs.
+        assert grpc_predict(server).shape == (1, 1, 16, 16, 1)
+        status, answer = raw_answer(slow)
+        assert status == 408
+        # The slow body's bytes are given back when it ends.
+        status, answer = rest_post(server, body)
+        assert status == 200, answer
+    finally:
+        slow.close()
+        server.stop(grace=5)
+
+
 def test_a_slow_parse_answers_the_timeout_and_runs_no_model(hygiene, counted, monkeypatch):
     parse = rest.parse_json
 
