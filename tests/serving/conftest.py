@@ -122,6 +122,16 @@ def start_server(base, **kwargs):
     return server
 
 
+def make_server(exported, root, **kwargs):
+    """A started server of version 1 under `root`/MODEL, its model loaded; `kwargs` to Server."""
+    base = root / MODEL
+    os.makedirs(base)
+    copy_version(exported, base, 1)
+    server = start_server(base, **kwargs)
+    assert server.wait_for_model(60)
+    return server
+
+
 @pytest.fixture(scope="package")
 def server(exported, tmp_path_factory):
     """A server of version 1, shared by the tests that do not change its versions."""

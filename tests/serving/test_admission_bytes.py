@@ -30,7 +30,15 @@ from serving.core import Limits, ServingCore
 from serving.errors import ServingError
 from serving.model_config import single_model_config
 from serving.server import CONTROL_RPCS
-from tests.serving.conftest import MODEL, POLL, Held, clip, copy_version, start_server, wait_for
+from tests.serving.conftest import (
+    MODEL,
+    POLL,
+    Held,
+    clip,
+    copy_version,
+    make_server,
+    wait_for,
+)
 
 EXHAUSTED = grpc.StatusCode.RESOURCE_EXHAUSTED
 HOUR_MICROS = 3600 * 10**6
@@ -48,14 +56,6 @@ def in_threads(calls):
         threading.Thread(target=lambda c=call: results.put(c()), daemon=True).start()
     return results
 
-
-def make_server(exported, root, **kwargs):
-    base = root / MODEL
-    os.makedirs(base)
-    copy_version(exported, base, 1)
-    server = start_server(base, **kwargs)
-    assert server.wait_for_model(60)
-    return server
 
 
 @pytest.fixture(scope="module")

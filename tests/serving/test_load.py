@@ -6,7 +6,6 @@ number of requests in flight is known exactly; waits poll with a deadline.
 
 import http.client
 import json
-import os
 import queue
 import socket
 import threading
@@ -25,21 +24,19 @@ from serving.batching_parameters import BatchingOptions
 from serving.client import PredictionClient
 from serving.core import Limits
 from serving.errors import ServingError
-from tests.serving.conftest import MODEL, Held, clip, copy_version, start_server, wait_for
+from tests.serving.conftest import (
+    MODEL,
+    Held,
+    clip,
+    make_server,
+    wait_for,
+)
 
 LIMIT = 2
 REQUEST_BYTES = 20 << 10    # a clip(8, 2) request (~16.5 KB) fits; two do not fit in flight
 IN_FLIGHT_BYTES = 24 << 10
 JSON_BYTES = 16 << 10       # a REST clip(1, 2) body is ~10 KB
 
-
-def make_server(exported, tmp_path, **kwargs):
-    base = tmp_path / MODEL
-    os.makedirs(base)
-    copy_version(exported, base, 1)
-    server = start_server(base, **kwargs)
-    assert server.wait_for_model(60)
-    return server
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,15 @@ from serving.batching_parameters import BatchingOptions
 from serving.client import PredictionClient
 from serving.core import Limits
 from serving.errors import ServingError
-from tests.serving.conftest import MODEL, Held, clip, copy_version, start_server, wait_for
+from tests.serving.conftest import (
+    MODEL,
+    Held,
+    clip,
+    copy_version,
+    make_server,
+    start_server,
+    wait_for,
+)
 
 LIMIT = 2
 # The REST timeout, which is also the body's read timeout: long enough for a normal
@@ -38,12 +46,9 @@ PREDICT = f"/v1/models/{MODEL}:predict"
 
 @pytest.fixture(scope="module")
 def hygiene(exported, tmp_path_factory):
-    base = tmp_path_factory.mktemp("hygiene") / MODEL
-    os.makedirs(base)
-    copy_version(exported, base, 1)
-    server = start_server(base, max_in_flight_requests=LIMIT, rest_api_timeout=TIMEOUT,
-                          limits=Limits(max_response_bytes=RESPONSE_BYTES))
-    assert server.wait_for_model(60)
+    server = make_server(exported, tmp_path_factory.mktemp("hygiene"),
+                         max_in_flight_requests=LIMIT, rest_api_timeout=TIMEOUT,
+                         limits=Limits(max_response_bytes=RESPONSE_BYTES))
     yield server
     server.stop(grace=5)
 
@@ -130,15 +135,11 @@ def test_slow_bodies_take_no_admission_slot_and_get_a_408(hygiene, counted, monk
 
 def test_bodies_being_received_are_bounded_apart_from_grpc(exported, tmp_path):
     """Slow bodies hold bytes of their own budget: beyond it 429 at once, gRPC unaffected."""
-    base = tmp_path / MODEL
-    os.makedirs(base)
-    copy_version(exported, base, 1)
     budget = 64 << 10
-    server = start_server(base, max_in_flight_requests=LIMIT, max_in_flight_bytes=budget,
-                          rest_api_timeout=TIMEOUT,
-                          limits=Limits(max_request_bytes=budget, max_tensor_bytes=budget,
-                                        max_json_request_bytes=budget))
-    assert server.wait_for_model(60)
+    server = make_server(exported, tmp_path, max_in_flight_requests=LIMIT,
+                         max_in_flight_bytes=budget, rest_api_timeout=TIMEOUT,
+                         limits=Limits(max_request_bytes=budget, max_tensor_bytes=budget,
+                                       max_json_request_bytes=budget))
     slow = socket.create_connection(("127.0.0.1", server.rest_api_port), timeout=20)
     try:
         declared = budget - 1000   # holds nearly the whole budget while it trickles in
