@@ -44,6 +44,7 @@ from google.protobuf import json_format
 from tensorflow.core.framework import types_pb2
 from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2
 
+from export import contract as C
 from serving import tensors
 from serving.errors import ServingError, invalid
 
@@ -264,6 +265,22 @@ def _doc_pieces(fmt: str, outputs: dict[str, np.ndarray]):
     yield "}"
 
 
+def check_answer_size(fmt: str, outputs: dict[str, np.ndarray], max_bytes: int) -> None:
+    """Raises RESOURCE_EXHAUSTED (HTTP 413) when the JSON answer could pass `max_bytes`.
+
+    Only shapes and dtypes are read, so `outputs` may be broadcast stand-ins.
+    """
+    bound = answer_size_bound(fmt, outputs)
+    if bound > max_bytes:
+        shapes = ", ".join(f"{k} {tuple(v.shape)} {v.dtype}" for k, v in outputs.items())
+        raise ServingError(
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            f"The JSON answer would take up to {bound} bytes ({shapes}), more than the "
+            f"server's response limit of {max_bytes} bytes (--max_response_bytes); ask "
+            "for fewer frames or a smaller batch, or use gRPC, whose answer is ~6x smaller.",
+            http_status=413)
+
+
 def encode_predict(fmt: str, outputs: dict[str, np.ndarray], max_bytes: int) -> JsonText:
     """The predict answer, encoded without a Python list of every output value.
 
@@ -281,15 +298,7 @@ def encode_predict(fmt: str, outputs: dict[str, np.ndarray], max_bytes: int) -> 
     Raises:
         ServingError: RESOURCE_EXHAUSTED (HTTP 413) when the bound exceeds `max_bytes`.
     """
-    bound = answer_size_bound(fmt, outputs)
-    if bound > max_bytes:
-        shapes = ", ".join(f"{k} {tuple(v.shape)} {v.dtype}" for k, v in outputs.items())
-        raise ServingError(
-            grpc.StatusCode.RESOURCE_EXHAUSTED,
-            f"The JSON answer would take up to {bound} bytes ({shapes}), more than the "
-            f"server's response limit of {max_bytes} bytes (--max_response_bytes); ask "
-            "for fewer frames or a smaller batch, or use gRPC, whose answer is ~6x smaller.",
-            http_status=413)
+    check_answer_size(fmt, outputs, max_bytes)
     chunks, part, size = [], [], 0
     for piece in _doc_pieces(fmt, outputs):
         part.append(piece)
@@ -388,8 +397,38 @@ def _post(core, name, version, label, verb, body, deadline, call, ticket=None):
     if key not in servable.signature_defs:
         raise invalid(f'Serving signature name: "{key}" not found in signature def')
     fmt, arrays = parse_predict(doc, servable.input_specs[key], core.limits.max_elements)
+    expected = expected_outputs(servable.signature_defs[key], arrays)
+    if expected is not None:   # refused before the model runs, when the shapes tell
+        check_answer_size(fmt, expected, core.limits.max_response_bytes)
     key, outputs = core.predict_arrays(servable, key, arrays, deadline, ticket=ticket)
     return encode_predict(fmt, outputs, core.limits.max_response_bytes)
+
+
+def expected_outputs(signature_def, arrays: dict[str, np.ndarray]):
+    """Zero-cost stand-ins (broadcast views) of the outputs a request will get, or None.
+
+    An output's unknown dimensions are the batch (the first) and, for the signatures
+    with a horizon, the number of predicted frames (the second); any other unknown
+    dimension makes the answer's size unknown before the call (None).
+    """
+    if not arrays:
+        return None
+    batch = next(iter(arrays.values())).shape[0] if next(iter(arrays.values())).ndim else 1
+    horizon = arrays.get(C.HORIZON)
+    horizon = int(np.asarray(horizon).reshape(-1)[0]) if horizon is not None and \
+        np.asarray(horizon).size else None
+    stand_ins = {}
+    for alias, info in signature_def.outputs.items():
+        dims = [d.size for d in info.tensor_shape.dim]
+        if dims and dims[0] < 0:
+            dims[0] = batch
+        if len(dims) > 1 and dims[1] < 0 and horizon is not None:
+            dims[1] = horizon
+        dtype = tensors.numpy_dtype(info.dtype)
+        if any(d < 0 for d in dims) or dtype is None:
+            return None
+        stand_ins[alias] = np.broadcast_to(np.zeros((), dtype), dims)
+    return stand_ins
 
 
 def _not_predict(verb, servable, signature: str):

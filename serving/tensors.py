@@ -68,6 +68,12 @@ def dtype_name(dtype: int) -> str:
     return name[3:].lower() if name else f"unknown dtype {dtype}"
 
 
+def numpy_dtype(dtype: int) -> np.dtype | None:
+    """The numpy dtype of a TensorFlow `DataType` enum value; None for strings and unknowns."""
+    field = _FIELDS.get(dtype)
+    return None if field is None or field[0] is object else np.dtype(field[0])
+
+
 def dt_of(array: np.ndarray) -> int:
     """The DataType enum of a numpy array."""
     return _NUMPY_TO_DT.get(array.dtype, types_pb2.DT_INVALID)

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from export import contract as C
-from serving import rest
+from serving import rest, tensors
 from serving.batching_parameters import BatchingOptions
 from serving.client import PredictionClient
 from serving.core import Limits
@@ -181,6 +181,7 @@ def test_json_answer_beyond_the_response_limit_is_refused(hygiene, counted):
     status, body = rest_post(hygiene, json_body(horizon=10))
     assert status == 413
     assert "response limit of 40000 bytes (--max_response_bytes)" in body["error"]
+    assert counted.calls == 0   # refused from the shapes, before the model runs
     assert grpc_predict(hygiene, horizon=10).shape == (1, 10, 16, 16, 1)   # gRPC fits
     status, body = rest_post(hygiene, json_body(horizon=1))
     assert status == 200
@@ -274,3 +275,20 @@ def test_malformed_request_lines_get_a_status_line_and_json(hygiene, line, statu
         s.sendall(line + b"\r\n\r\n")
         got, body = raw_answer(s)
     assert got == status and isinstance(body["error"], str)
+
+
+def test_expected_outputs_are_the_shapes_and_dtypes_every_signature_answers(hygiene):
+    servable = hygiene.core.models.resolve(MODEL)
+    for key, specs in servable.input_specs.items():
+        arrays = {}
+        for alias, spec in specs.items():
+            if alias == C.HORIZON:
+                arrays[alias] = np.full((2,), 3, tensors.numpy_dtype(spec.dtype))
+            else:
+                shape = [2 if i == 0 else (4 if d < 0 else d) for i, d in enumerate(spec.shape)]
+                arrays[alias] = np.zeros(shape, tensors.numpy_dtype(spec.dtype))
+        expected = rest.expected_outputs(servable.signature_defs[key], arrays)
+        _, outputs = hygiene.core.predict_arrays(servable, key, arrays, None)
+        assert expected is not None, key
+        assert {a: (v.shape, v.dtype) for a, v in expected.items()} == \
+            {a: (v.shape, v.dtype) for a, v in outputs.items()}, key
