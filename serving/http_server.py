@@ -262,6 +262,11 @@ class _RestTicket:
         self._ticket.release()
 
 
+# A refused body up to this size is read (in blocks) and dropped, so a client still sending
+# it gets its answer instead of a reset connection.
+_DISCARD_BYTES = 16 << 20
+
+
 class _BodyBytes:
     """The bytes of the REST bodies being received, bounded.
 
@@ -383,6 +388,53 @@ def make_handler(core, timeout: Optional[float], max_body: int,
                 if not self.server.reading(self.request):
                     self.close_connection = True
 
+        def _body_refusal(self, length: int, api: bool) -> Optional[tuple[int, str]]:
+            """(status, message) when a body of `length` bytes is refused unread, else None."""
+            limit, flag = ((max_json_body, "--max_json_request_bytes") if api
+                           and max_json_body < max_body else (max_body, "--max_request_bytes"))
+            if length > limit:
+                return 413, (f"Request body of {length} bytes exceeds the server's limit of "
+                             f"{limit} bytes ({flag}).")
+            if receiving is not None and receiving.held + length > receiving.limit:
+                return 429, (f"The REST bodies being received already hold {receiving.held} "
+                             f"bytes; this one of {length} would pass the server's limit "
+                             f"(--max_in_flight_bytes {receiving.limit}); retry later.")
+            return None
+
+        def _refuse_body(self, status: int, message: str, length: int) -> None:
+            """Answers a request whose body is refused, reading none of it into memory.
+
+            The answer goes first (a client waiting for it gets it at once) and closes the
+            connection; then up to _DISCARD_BYTES of the body are read and dropped, in
+            blocks and under the body's read deadline, so a client still sending it reads
+            the answer instead of a reset connection. A client that sent `Expect:
+            100-continue` is refused before it sends the body (`handle_expect_100`).
+            """
+            self.close_connection = True
+            self._reply(status, {"error": message})
+            left = min(length, _DISCARD_BYTES)
+            try:
+                while left:
+                    block = self.rfile.read(min(left, 64 << 10))
+                    if not block:
+                        break
+                    left -= len(block)
+            except OSError:
+                pass
+
+        def handle_expect_100(self):
+            """`Expect: 100-continue`: refuses a body it would not take before it is sent."""
+            try:
+                length = int(self.headers.get("Content-Length") or 0)
+            except ValueError:
+                length = 0   # answered 400 once the request is handled
+            refusal = self._body_refusal(length, self.path.lower().startswith("/v1/"))
+            if refusal is None:
+                return super().handle_expect_100()
+            self.close_connection = True
+            self._reply(refusal[0], {"error": refusal[1]})
+            return False
+
         def _handle_checked(self, method: str) -> None:
             self._body_read = False
             deadline = None if timeout is None else time.monotonic() + timeout
@@ -398,25 +450,19 @@ def make_handler(core, timeout: Optional[float], max_body: int,
                 return
             path = self.path.split("?", 1)[0]
             api = path.lower().startswith("/v1/")
-            limit, flag = ((max_json_body, "--max_json_request_bytes") if api
-                           and max_json_body < max_body else (max_body, "--max_request_bytes"))
-            if length > limit:
-                # Read nothing more: the connection is closed after the answer.
-                self.close_connection = True
-                error = ServingError(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                                     f"Request body of {length} bytes exceeds the server's "
-                                     f"limit of {limit} bytes ({flag}).")
-                self._reply(413, {"error": error.message})
+            refusal = self._body_refusal(length, api)
+            if refusal is not None:
+                self._refuse_body(*refusal, length)
                 return
             # The body first, under its read deadline and before any admission slot: a slow
             # client holds its connection thread (bounded by --max_rest_connections, its
-            # body by the Content-Length limit above), never a slot of the model's work.
+            # body by the Content-Length limit and the bytes of the bodies being received),
+            # never a slot of the model's work.
             if receiving is not None and length:
                 try:
                     receiving.hold(length)
-                except ServingError as e:   # the body stays unread: close after the answer
-                    self.close_connection = True
-                    self._reply(e.http_status, {"error": e.message})
+                except ServingError as e:
+                    self._refuse_body(e.http_status, e.message, length)
                     return
             try:
                 body = self.rfile.read(length) if length else b""

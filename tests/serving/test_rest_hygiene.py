@@ -135,7 +135,7 @@ def test_slow_bodies_take_no_admission_slot_and_get_a_408(hygiene, counted, monk
 
 def test_bodies_being_received_are_bounded_apart_from_grpc(exported, tmp_path):
     """Slow bodies hold bytes of their own budget: beyond it 429 at once, gRPC unaffected."""
-    budget = 64 << 10
+    budget = 8 << 20   # a refused body larger than the socket buffers is still answered
     server = make_server(exported, tmp_path, max_in_flight_requests=LIMIT,
                          max_in_flight_bytes=budget, rest_api_timeout=TIMEOUT,
                          limits=Limits(max_request_bytes=budget, max_tensor_bytes=budget,
@@ -150,8 +150,26 @@ def test_bodies_being_received_are_bounded_apart_from_grpc(exported, tmp_path):
         # Refused before its body is read, while the slow one is being received...
         assert wait_for(lambda: rest_post(server, body)[0] == 429, timeout=TIMEOUT)
         status, answer = rest_post(server, body)
-        assert status == 429 and "--max_in_flight_bytes 65536" in answer["error"]
+        assert status == 429 and f"--max_in_flight_bytes {budget}" in answer["error"]
         assert server.admission.requests == 0
+        # A refused body is read and dropped after the answer, not left unread: the client,
+        # still sending it, reads the answer (an unread body would reset the connection).
+        conn = http.client.HTTPConnection("127.0.0.1", server.rest_api_port, timeout=30)
+        try:
+            for _ in range(2):
+                conn.request("POST", PREDICT, b" " * (6 << 20),
+                             {"Content-Type": "application/json"})
+                response = conn.getresponse()
+                assert response.status == 429
+                assert "--max_in_flight_bytes" in json.loads(response.read())["error"]
+        finally:
+            conn.close()
+        # With `Expect: 100-continue` the refusal comes before the body is sent.
+        with socket.create_connection(("127.0.0.1", server.rest_api_port), timeout=20) as s:
+            s.sendall(f"POST {PREDICT} HTTP/1.1\r\nHost: x\r\nContent-Length: 50000\r\n"
+                      "Expect: 100-continue\r\n\r\n".encode())
+            status, answer = raw_answer(s)
+            assert status == 429 and "--max_in_flight_bytes" in answer["error"]
         # ...while gRPC, which the bodies cannot hold, still runs.
         assert grpc_predict(server).shape == (1, 1, 16, 16, 1)
         status, answer = raw_answer(slow)
