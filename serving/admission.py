@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import Future
-from typing import Optional
 
 import grpc
 
@@ -47,7 +46,6 @@ class Admission:
         self.max_requests = max_requests
         self.max_bytes = max_bytes
         self._lock = threading.Lock()
-        self._local = threading.local()
         self.requests = 0
         self.bytes = 0
         self.refused = 0
@@ -74,19 +72,7 @@ class Admission:
                     "(--max_in_flight_bytes); retry later.")
             self.requests += 1
             self.bytes += nbytes
-        ticket = _Ticket(self, nbytes)
-        self._local.ticket = ticket
-        return ticket
-
-    def current(self) -> Optional[_Ticket]:
-        """The ticket admitted on this thread and not yet released, or None.
-
-        Why: the REST handler admits a request and runs it on the same thread, through
-        functions that do not pass the ticket on; the core finds it here to charge the
-        request's decoded size.
-        """
-        ticket = getattr(self._local, "ticket", None)
-        return None if ticket is None or ticket.released else ticket
+        return _Ticket(self, nbytes)
 
     def reserve(self, nbytes: int, wire: int = 0) -> _Ticket:
         """A ticket for `nbytes` bytes that counts no request (a request admitted elsewhere).

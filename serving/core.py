@@ -158,9 +158,8 @@ class ServingCore:
     def _charge(self, shapes: dict[str, tuple[int, tuple[int, ...]]], ticket, wire: int):
         """Holds the inputs' decoded size against the bytes in flight while the request runs.
 
-        The request's own ticket (passed, or the one its handler thread admitted) is
-        raised to the decoded size, and released with the request; a request without one
-        holds a reservation of its own until the block ends.
+        The request's own ticket is raised to the decoded size, and released with the
+        request; a request without one holds a reservation of its own until the block ends.
 
         Args:
             shapes: input alias -> (DataType enum, shape), already checked.
@@ -175,8 +174,6 @@ class ServingCore:
             yield
             return
         need = sum(tensors.working_bytes(d, s) for d, s in shapes.values())
-        if not hasattr(ticket, "charge"):   # none, or a front end's wrapper of the ticket
-            ticket = self.admission.current()
         if ticket is not None:
             ticket.charge(need, wire or ticket.nbytes)
             yield

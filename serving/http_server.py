@@ -255,6 +255,13 @@ class _RestTicket:
             if self.cancelled.is_set():
                 return
 
+    @property
+    def nbytes(self) -> int:
+        return self._ticket.nbytes
+
+    def charge(self, nbytes: int, wire: int = 0) -> None:
+        self._ticket.charge(nbytes, wire)
+
     def cancel(self) -> None:
         self._ticket.cancel()
 
@@ -279,15 +286,21 @@ class _BodyBytes:
         self.held = 0
         self._lock = threading.Lock()
 
+    def refusal(self, nbytes: int) -> Optional[str]:
+        """Why a body of `nbytes` would not fit now, or None when it would."""
+        if self.held + nbytes <= self.limit:
+            return None
+        return (f"The REST bodies being received already hold {self.held} bytes; this one "
+                f"of {nbytes} would pass the server's limit (--max_in_flight_bytes "
+                f"{self.limit}); retry later.")
+
     def hold(self, nbytes: int) -> None:
         """Holds `nbytes` or raises RESOURCE_EXHAUSTED (HTTP 429) at once."""
         with self._lock:
-            if self.held + nbytes > self.limit:
-                raise ServingError(
-                    grpc.StatusCode.RESOURCE_EXHAUSTED,
-                    f"The REST bodies being received already hold {self.held} bytes; this "
-                    f"one of {nbytes} would pass the server's limit (--max_in_flight_bytes "
-                    f"{self.limit}); retry later.", http_status=429)
+            message = self.refusal(nbytes)
+            if message is not None:
+                raise ServingError(grpc.StatusCode.RESOURCE_EXHAUSTED, message,
+                                   http_status=429)
             self.held += nbytes
 
     def release(self, nbytes: int) -> None:
@@ -395,11 +408,8 @@ def make_handler(core, timeout: Optional[float], max_body: int,
             if length > limit:
                 return 413, (f"Request body of {length} bytes exceeds the server's limit of "
                              f"{limit} bytes ({flag}).")
-            if receiving is not None and receiving.held + length > receiving.limit:
-                return 429, (f"The REST bodies being received already hold {receiving.held} "
-                             f"bytes; this one of {length} would pass the server's limit "
-                             f"(--max_in_flight_bytes {receiving.limit}); retry later.")
-            return None
+            message = None if receiving is None else receiving.refusal(length)
+            return None if message is None else (429, message)
 
         def _refuse_body(self, status: int, message: str, length: int) -> None:
             """Answers a request whose body is refused, reading none of it into memory.

@@ -138,10 +138,9 @@ def working_bytes(dtype: int, shape: tuple[int, ...]) -> int:
     Why: predict_uint8 decodes to a quarter of what its graph holds, so a budget that
     counts decoded bytes counts every value at 4 bytes at least (larger dtypes at theirs).
     """
-    np_dtype = _FIELDS[dtype][0] if dtype in _FIELDS else object
-    if np_dtype is object:
-        return math.prod(shape)
-    return math.prod(shape) * max(4, np.dtype(np_dtype).itemsize)
+    np_dtype = numpy_dtype(dtype)
+    count = math.prod(shape)
+    return count if np_dtype is None else count * max(4, np_dtype.itemsize)
 
 
 def parse_proto(alias: str, proto: tensor_pb2.TensorProto, max_elements: int) -> ProtoTensor:

@@ -149,8 +149,8 @@ def test_grpc_fill_requests_are_charged_their_decoded_size(budget, held, monkeyp
 
 @pytest.mark.parametrize("entry", ["predict_arrays", "run"])
 def test_the_rest_path_charges_the_decoded_size_to_its_handlers_ticket(budget, held, entry):
-    # The REST handler admits a request at its Content-Length, then runs it on the same
-    # thread through `predict_arrays` or `run`; a JSON body cannot hold a fill, so a small
+    # The REST handler admits a request at its Content-Length, then runs it through
+    # `predict_arrays` or `run` with its ticket; a JSON body cannot hold a fill, so a small
     # ticket stands in for a body smaller than what it decodes to.
     servable = budget.core.models.resolve(MODEL)
     arrays = {C.CONTEXT: np.full((BATCH, FRAMES, 16, 16, 1), 0.5, np.float32),
@@ -162,7 +162,7 @@ def test_the_rest_path_charges_the_decoded_size_to_its_handlers_ticket(budget, h
             if entry == "run":
                 outputs = budget.core.run(servable, C.SERVING_DEFAULT, arrays, None, ticket)
             else:
-                outputs = budget.core.predict_arrays(servable, "", arrays)[1]
+                outputs = budget.core.predict_arrays(servable, "", arrays, ticket=ticket)[1]
             return outputs[C.FRAMES].shape
 
     first = in_threads([rest_like])
