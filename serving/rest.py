@@ -413,10 +413,10 @@ def expected_outputs(signature_def, arrays: dict[str, np.ndarray]):
     """
     if not arrays:
         return None
-    batch = next(iter(arrays.values())).shape[0] if next(iter(arrays.values())).ndim else 1
-    horizon = arrays.get(C.HORIZON)
-    horizon = int(np.asarray(horizon).reshape(-1)[0]) if horizon is not None and \
-        np.asarray(horizon).size else None
+    first = next(iter(arrays.values()))
+    batch = first.shape[0] if first.ndim else 1
+    horizons = np.asarray(arrays.get(C.HORIZON, ())).reshape(-1)
+    horizon = int(horizons[0]) if horizons.size else None
     stand_ins = {}
     for alias, info in signature_def.outputs.items():
         dims = [d.size for d in info.tensor_shape.dim]
